@@ -1,0 +1,1 @@
+"""berth loadtest: locust scenarios and the headless benchmark."""

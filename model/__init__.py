@@ -1,0 +1,1 @@
+"""berth model: the PyTorch side — task heads, data readers, training loop, metrics."""

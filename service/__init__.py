@@ -1,0 +1,1 @@
+"""berth service: FastAPI + ONNX Runtime inference server (torch-free)."""
