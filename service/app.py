@@ -1,0 +1,248 @@
+"""The FastAPI application: create_app(settings), its lifespan, the edge middleware, the one error handler."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import BerthError, MalformedRequest, error_body
+from service.metrics import Metrics
+from service.registry import Registry, RuntimeFactory
+from service.routes import router
+from service.settings import Settings
+
+log = logging.getLogger("berth.app")
+access_log = logging.getLogger("berth.access")
+
+# No API key on these: orchestrators probe them, Prometheus scrapes without credentials.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+KNOWN_ROUTES = frozenset(
+    {"/embed", "/v1/embeddings", "/classify", "/ner", "/qa", "/tokenize", "/models"} | OPEN_PATHS
+)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    registry: Registry
+    shutting_down: bool = False
+
+
+def _error_response(
+    status: int, err_type: str, message: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(error_body(err_type, message, param)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+class EdgeMiddleware:
+    """Request id, API key, body-size limit (also for chunked bodies), access log, request metrics."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+        key = state.settings.api_key
+        self._key = f"Bearer {key.get_secret_value()}".encode() if key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope["path"]
+        status_box = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            rejection = self._reject(scope, headers, path)
+            if rejection is None:
+                receive, rejection = await self._limit_body(receive, headers)
+            if rejection is not None:
+                await rejection(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = path if path in KNOWN_ROUTES else "other"
+            metrics = self.state.metrics
+            metrics.requests.labels(route=route, status=str(status_box[0])).inc()
+            metrics.request_duration.labels(route=route).observe(elapsed)
+            if self.state.settings.access_log:
+                # Never the Authorization header: the key must not reach the logs.
+                access_log.info(
+                    json.dumps(
+                        {
+                            "ts": round(time.time(), 3),
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": path,
+                            "status": status_box[0],
+                            "ms": round(elapsed * 1000, 2),
+                            "client": (scope.get("client") or ("", 0))[0],
+                        }
+                    )
+                )
+
+    def _reject(self, scope: Scope, headers: dict[bytes, bytes], path: str) -> Response | None:
+        if self._key is not None and path not in OPEN_PATHS and scope["method"] != "OPTIONS":
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._key):
+                return _error_response(
+                    401,
+                    "unauthorized",
+                    "missing or wrong API key (Authorization: Bearer …)",
+                    headers={"www-authenticate": "Bearer"},
+                )
+        length = headers.get(b"content-length")
+        limit = self.state.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            return _error_response(
+                413, "payload_too_large", f"body of {int(length)} bytes; the limit is {limit}"
+            )
+        return None
+
+    async def _limit_body(
+        self, receive: Receive, headers: dict[bytes, bytes]
+    ) -> tuple[Receive, Response | None]:
+        """Read the body up front, counting, so a chunked body cannot pass the limit either."""
+        limit = self.state.settings.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # Disconnected before the body was complete: hand the message on as is.
+                return _replay([message]), None
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return receive, _error_response(
+                    413, "payload_too_large", f"body over the limit of {limit} bytes"
+                )
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        return _replay(
+            [{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive
+        ), None
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    queue = list(messages)
+
+    async def receive() -> Message:
+        if queue:
+            return queue.pop(0)
+        if then is not None:
+            return await then()  # e.g. http.disconnect while the handler runs
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """The one mapping from errors to the one error body (design §3)."""
+
+    @app.exception_handler(BerthError)
+    async def _domain(request: Request, exc: BerthError) -> Response:
+        return _error_response(exc.status, exc.type, exc.message, exc.param, exc.headers())
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+        if first.get("type") == "json_invalid":
+            err = MalformedRequest(f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+            return _error_response(err.status, err.type, err.message)
+        loc = [str(x) for x in first["loc"] if x != "body"]
+        param = ".".join(loc) or None
+        state: AppState = request.app.state.berth
+        # Which model the request meant is unknown here; count it under the route instead.
+        state.metrics.rejected.labels(model="", task=request.url.path.strip("/"), reason="invalid").inc()
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return _error_response(422, "invalid_request", message, param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        err_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error_response(
+            exc.status_code, err_type, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        log.error("unhandled error in request %s", request_id, exc_info=exc)
+        return _error_response(500, "internal_error", f"internal error (request id {request_id})")
+
+
+def create_app(settings: Settings, runtime_factory: RuntimeFactory | None = None) -> FastAPI:
+    """Build the app; nothing loads until the lifespan starts (no import-time side effects)."""
+    metrics = Metrics()
+    state = AppState(settings, metrics, Registry(settings, metrics, runtime_factory))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.registry.load_all()
+        metrics.ready.set(1 if state.registry.readiness()[0] else 0)
+        try:
+            yield
+        finally:
+            # Reached after the server stopped taking connections and in-flight requests ended;
+            # the batchers still finish anything they accepted before the process exits.
+            begin_shutdown(app)
+            await state.registry.stop()
+
+    app = FastAPI(
+        title="berth",
+        summary="Inference for BERT-family encoders: embeddings, classification, NER, QA.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.berth = state
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(EdgeMiddleware, state=state)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "x-queue-time-ms", "x-inference-time-ms"],
+        )
+    return app
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """From this moment /readyz answers 503 and new task requests are refused with 503."""
+    state: AppState = app.state.berth
+    state.shutting_down = True
+    state.metrics.ready.set(0)

@@ -1,0 +1,177 @@
+"""Request and response schemas of the HTTP API; hard size limits here mean 422 before any work."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Absolute caps; the configured limits (settings.max_items, max_chars) are checked on top.
+HARD_MAX_ITEMS = 4096
+HARD_MAX_CHARS = 1_000_000
+
+NonEmptyText = Field(min_length=1, max_length=HARD_MAX_CHARS)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="bundle name; default: the configured model of the task")
+
+
+class _TextsRequest(_Request):
+    inputs: str | list[str] = Field(description="a text or a list of texts")
+    truncate: bool = Field(True, description="cut inputs longer than the model's max_length; false → 422")
+    truncation_direction: Literal["right", "left"] = "right"
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: str | list[str]) -> str | list[str]:
+        check_texts([value] if isinstance(value, str) else value)
+        return value
+
+    def texts(self) -> list[str]:
+        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+
+
+def check_texts(texts: list) -> None:
+    if not texts:
+        raise ValueError("inputs must not be empty")
+    if len(texts) > HARD_MAX_ITEMS:
+        raise ValueError(f"at most {HARD_MAX_ITEMS} inputs per request")
+    for i, t in enumerate(texts):
+        for part in t if isinstance(t, tuple) else (t,):
+            if not part:
+                raise ValueError(f"input {i} is an empty string")
+            if len(part) > HARD_MAX_CHARS:
+                raise ValueError(f"input {i} is longer than {HARD_MAX_CHARS} characters")
+
+
+class EmbedRequest(_TextsRequest):
+    normalize: bool = True
+    pooling: Literal["mean", "cls", "max"] | None = Field(None, description="default: the bundle's pooling")
+    dimensions: int | None = Field(None, gt=0, description="keep the first N dimensions, then normalize")
+
+
+class Usage(BaseModel):
+    tokens: int
+    truncated: int
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]]
+    usage: Usage
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    """The OpenAI embeddings request; unknown fields (e.g. `user`) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, gt=0)
+
+    @field_validator("input")
+    @classmethod
+    def _check_inputs(cls, value: str | list[str]) -> str | list[str]:
+        check_texts([value] if isinstance(value, str) else value)
+        return value
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class Pair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    text_pair: str
+
+
+ClassifyInput = str | list[str] | Pair
+
+
+class ClassifyRequest(_Request):
+    inputs: str | Pair | list[str | list[str] | Pair] = Field(
+        description='a text, a list of texts, or pairs as ["text", "text_pair"] or {"text", "text_pair"}'
+    )
+    top_k: int | None = Field(None, ge=1, description="labels per input; null: all")
+    function: Literal["auto", "softmax", "sigmoid", "none"] = "auto"
+    threshold: float | None = Field(None, description="keep labels scoring at least this (multi-label)")
+    truncate: bool = True
+    truncation_direction: Literal["right", "left"] = "right"
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: str | Pair | list[str | list[str] | Pair]) -> object:
+        check_texts(_pairs(value))
+        return value
+
+    def texts(self) -> list[str | tuple[str, str]]:
+        return _pairs(self.inputs)
+
+
+def _pairs(inputs: str | Pair | list[str | list[str] | Pair]) -> list[str | tuple[str, str]]:
+    """Texts and (text, text_pair) tuples from any accepted classify input shape."""
+    raw = inputs if isinstance(inputs, list) else [inputs]
+    out: list[str | tuple[str, str]] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, Pair):
+            out.append((item.text, item.text_pair))
+        elif isinstance(item, list):
+            if len(item) != 2:
+                raise ValueError(f"input {i}: a pair is [text, text_pair], got {len(item)} strings")
+            out.append((item[0], item[1]))
+        else:
+            out.append(item)
+    return out
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    results: list[list[LabelScore]]
+    usage: Usage
+
+
+class TokenizeRequest(_TextsRequest):
+    pass
+
+
+class Token(BaseModel):
+    id: int
+    text: str
+    special: bool
+    start: int
+    end: int
+
+
+class TokenizeResponse(BaseModel):
+    model: str
+    tokens: list[list[Token]]
+    usage: Usage

@@ -1,0 +1,149 @@
+"""HTTP handlers: the only layer that knows HTTP. Each one converts, calls a task, shapes JSON."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from service import protocol as p
+from service.errors import ERROR_STATUSES, InvalidInput, NotReady, ShuttingDown, error_body
+from service.registry import LoadedModel
+from service.tasks.base import Served
+from service.tasks.classify import ClassifyQuery, classify
+from service.tasks.embed import EmbedQuery, embed
+
+router = APIRouter()
+
+_ERROR_MODEL = {
+    "application/json": {"example": error_body("invalid_request", "inputs must not be empty", "inputs")}
+}
+ERRORS = {status: {"description": text, "content": _ERROR_MODEL} for status, text in ERROR_STATUSES.items()}
+
+
+def json_response(body: object, served: Served | None = None, status: int = 200) -> Response:
+    """orjson straight from numpy arrays: vectors are most of the bytes we send."""
+    headers = {}
+    if served is not None:
+        headers["x-queue-time-ms"] = f"{served.timing.queue_s * 1000:.2f}"
+        headers["x-inference-time-ms"] = f"{served.timing.inference_s * 1000:.2f}"
+        headers["x-tokenize-time-ms"] = f"{served.tokenize_s * 1000:.2f}"
+    content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
+
+
+def _model(request: Request, name: str | None, task: str, count: int) -> LoadedModel:
+    state = request.app.state.berth
+    if state.shutting_down:
+        raise ShuttingDown("the service is shutting down")
+    if count > state.settings.max_items:
+        raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param="inputs")
+    return state.registry.get(name, task)
+
+
+@router.post("/embed", response_model=p.EmbedResponse, responses=ERRORS, tags=["tasks"])
+async def embed_route(body: p.EmbedRequest, request: Request) -> Response:
+    """Sentence embeddings, one vector per input."""
+    texts = body.texts()
+    model = _model(request, body.model, "embed", len(texts))
+    query = EmbedQuery(
+        texts, body.normalize, body.pooling, body.truncate, body.truncation_direction, body.dimensions
+    )
+    vectors, served = await embed(model, query)
+    return json_response({"model": model.name, "embeddings": vectors, "usage": served.usage}, served)
+
+
+@router.post("/v1/embeddings", response_model=p.OpenAIEmbeddingResponse, responses=ERRORS, tags=["openai"])
+async def openai_embeddings_route(body: p.OpenAIEmbeddingRequest, request: Request) -> Response:
+    """OpenAI-compatible embeddings (the official client works unchanged, base64 included)."""
+    texts = body.texts()
+    model = _model(request, body.model, "embed", len(texts))
+    vectors, served = await embed(model, EmbedQuery(texts, dimensions=body.dimensions))
+    if body.encoding_format == "base64":
+        # Little-endian float32, which is what the openai client decodes.
+        le = vectors.astype("<f4", copy=False)
+        data = [
+            {"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode()}
+            for i, row in enumerate(le)
+        ]
+    else:
+        data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+    tokens = served.encoded.tokens
+    body_out = {
+        "object": "list",
+        "data": data,
+        "model": model.name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return json_response(body_out, served)
+
+
+@router.post("/classify", response_model=p.ClassifyResponse, responses=ERRORS, tags=["tasks"])
+async def classify_route(body: p.ClassifyRequest, request: Request) -> Response:
+    """Scores per label for texts or text pairs, best first."""
+    texts = body.texts()
+    model = _model(request, body.model, "classify", len(texts))
+    query = ClassifyQuery(
+        texts, body.top_k, body.function, body.threshold, body.truncate, body.truncation_direction
+    )
+    results, served = await classify(model, query)
+    return json_response({"model": model.name, "results": results, "usage": served.usage}, served)
+
+
+@router.post("/tokenize", response_model=p.TokenizeResponse, responses=ERRORS, tags=["tasks"])
+async def tokenize_route(body: p.TokenizeRequest, request: Request) -> Response:
+    """Tokens of each input as the model sees them: ids, text, special flag, character offsets."""
+    texts = body.texts()
+    state = request.app.state.berth
+    if len(texts) > state.settings.max_items:
+        raise InvalidInput(
+            f"{len(texts)} inputs; at most {state.settings.max_items} per request", param="inputs"
+        )
+    model = state.registry.get_any(body.model)
+    encoded = await model.tokenizer.encode_async(texts, body.truncate, body.truncation_direction)
+    tokens = [
+        [
+            {"id": i, "text": t, "special": bool(s), "start": o[0], "end": o[1]}
+            for i, t, s, o in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets, strict=True)
+        ]
+        for e in encoded.encodings
+    ]
+    usage = {"tokens": encoded.tokens, "truncated": encoded.truncated_count}
+    return json_response({"model": model.name, "tokens": tokens, "usage": usage})
+
+
+@router.get("/models", tags=["service"], responses={401: ERRORS[401]})
+async def models_route(request: Request) -> Response:
+    """Every bundle in the models directory: task, labels, limits, precision, provider, state."""
+    registry = request.app.state.berth.registry
+    defaults = {task: registry.default_name(task) for task in ("embed", "classify", "ner", "qa")}
+    return json_response({"models": [m.describe() for m in registry.models.values()], "defaults": defaults})
+
+
+@router.get("/healthz", tags=["service"])
+async def healthz() -> Response:
+    """200 while the process is up."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", tags=["service"], responses={503: ERRORS[503]})
+async def readyz(request: Request) -> Response:
+    """200 once every model is loaded and warmed; 503 with the reason before, and from shutdown on."""
+    state = request.app.state.berth
+    if state.shutting_down:
+        raise ShuttingDown("the service is shutting down")
+    ready, reason = state.registry.readiness()
+    if not ready:
+        raise NotReady(reason)
+    failed = {m.name: m.error for m in state.registry.models.values() if m.state == "failed"}
+    return json_response({"status": "ready", "reason": reason, "failed": failed})
+
+
+@router.get("/metrics", tags=["service"])
+async def metrics_route(request: Request) -> Response:
+    """Prometheus text format."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.berth.metrics.render(), media_type=CONTENT_TYPE_LATEST)

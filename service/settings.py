@@ -1,0 +1,82 @@
+"""Every setting of the service, in one pydantic-settings class (env prefix BERTH_), read once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BERTH_"
+
+
+class Settings(BaseSettings):
+    """Read at start from BERTH_* variables (or keyword arguments) and passed down, frozen."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # Where bundles live, and which one serves a task when a request names none.
+    models_dir: Path = Path("models")
+    default_embed_model: str | None = None
+    default_classify_model: str | None = None
+    default_ner_model: str | None = None
+    default_qa_model: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+    # Batching (design §4).
+    max_batch_tokens: int = Field(8192, gt=0, description="padded tokens per batch")
+    max_batch_size: int = Field(32, gt=0)
+    max_wait_ms: float = Field(5.0, ge=0)
+    max_queue_tokens: int = Field(65536, gt=0, description="tokens waiting per model before 429")
+    batch_lookahead: int = Field(256, gt=0, description="queued items considered for length grouping")
+
+    # Request limits.
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_items: int = Field(256, gt=0, description="inputs per request")
+    max_chars: int = Field(50_000, gt=0, description="characters per input, checked before tokenizing")
+    request_timeout_s: float = Field(30.0, gt=0, description="deadline of a request while queued")
+
+    # Runtime.
+    provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="per model; 0 = the cores shared out")
+    warmup: bool = True
+
+    # Security and logging.
+    api_key: SecretStr | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+
+class SettingsError(ValueError):
+    """Settings that cannot start the service; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment plus explicit overrides (CLI options)."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects affinity masks, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,69 @@
+"""Service fixtures: hand-built bundles served by the FakeRuntime, and an in-process client."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.manifest import Manifest, Variant, write_manifest
+from service.registry import LoadedRuntime
+from service.runtime import FakeRuntime
+from service.settings import Settings
+from tests.tiny import tiny_tokenizer
+
+FAKE_HIDDEN = 8
+
+
+def write_fake_bundle(root: Path, name: str, task: str = "embed", labels: list[str] | None = None,
+                      problem_type: str | None = None, max_length: int = 32) -> Path:
+    """A bundle directory with a real tokenizer.json and a placeholder ONNX file."""
+    path = root / name
+    path.mkdir(parents=True)
+    tiny_tokenizer().save(str(path / "tokenizer.json"))
+    (path / "model.onnx").write_bytes(b"placeholder: the FakeRuntime never reads it")
+    extra: dict = {}
+    if task == "embed":
+        extra = {"pooling": "mean", "normalize": True}
+    if task in ("classify", "ner"):
+        extra["labels"] = labels or ["negative", "positive"]
+    if task == "classify":
+        extra["problem_type"] = problem_type or "single_label"
+    outputs = {"embed": ["token_embeddings", "sentence_embedding"], "classify": ["logits"],
+               "ner": ["logits"], "qa": ["start_logits", "end_logits"]}[task]
+    manifest = Manifest(
+        name=name, task=task, architecture="bert", num_layers=2, hidden_size=FAKE_HIDDEN, num_heads=2,
+        max_length=max_length, inputs=["input_ids", "attention_mask", "token_type_ids"], outputs=outputs,
+        variants={"fp32": Variant(file="model.onnx", precision="fp32", graph="plain", default_for=["cpu"])},
+        **extra,
+    )
+    write_manifest(path, manifest)
+    return path
+
+
+def fake_factory(path: Path, manifest: Manifest, settings: Settings, threads: int) -> LoadedRuntime:
+    runtime = FakeRuntime(manifest.task, hidden_size=manifest.hidden_size, num_labels=len(manifest.labels or [1]))
+    return LoadedRuntime(runtime, "fp32", "cpu", "model.onnx")
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(settings: Settings, factory=fake_factory):
+    """Run the app's lifespan and yield (app, client) talking to it in process."""
+    app = create_app(settings, factory)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://berth") as client:
+            yield app, client
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    root.mkdir()
+    write_fake_bundle(root, "emb", "embed")
+    write_fake_bundle(root, "sent", "classify", labels=["negative", "neutral", "positive"])
+    write_fake_bundle(root, "tags", "classify", labels=["a", "b", "c"], problem_type="multi_label")
+    return root
