@@ -1,0 +1,163 @@
+"""Extractive QA post-processing: start/end logits of context windows → answer spans in the context.
+
+The decoding is the Hugging Face 4.57 question-answering pipeline's (transformers 5 removed it):
+per window, softmax of the start and of the end logits over the context tokens plus [CLS]
+(question, other specials and padding masked); a span (s, e) scores p_start(s) × p_end(e) for
+s ≤ e < s + max_answer_len; spans widen to whole words (`align_to_words`) and token spans that land
+on the same characters add up; the no-answer score is [CLS]'s p_start × p_end, the lowest over the
+windows. Two of its defects are fixed: a span seen by two overlapping windows is counted once
+(the pipeline adds the windows' scores, which can pass 1), and answers are told apart by their
+character span, not by lower-cased text (the pipeline merges two places with the same words into
+the first one). Pure numpy: no torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from service.tasks.windows import Window
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer: `answer == context[start:end]`; the empty answer has start = end = 0."""
+
+    answer: str
+    score: float
+    start: int
+    end: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WindowSpans:
+    """One window's candidate answers: distinct char spans with their summed scores, and [CLS]'s."""
+
+    starts: np.ndarray  # [k] char start in the context
+    ends: np.ndarray  # [k] char end (exclusive)
+    scores: np.ndarray  # [k] float64
+    null_score: float  # p_start([CLS]) × p_end([CLS]); 0 when the window has no leading special
+
+
+def _masked_softmax(logits: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Softmax over the kept positions; the others get probability 0 (as HF's -10000 fill does)."""
+    x = np.where(keep, np.asarray(logits, dtype=np.float64), -np.inf)
+    x = np.exp(x - x[keep].max())
+    return x / x.sum()
+
+
+def _char_bounds(window: Window, ctx: np.ndarray, align_to_words: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For each context token: where an answer starting / ending on it starts / ends, in chars.
+
+    With `align_to_words` a token stands for its whole word (as far as this window holds it), so an
+    answer never starts or ends inside a word; tokens without a word keep their own offsets.
+    """
+    starts = window.offsets[ctx, 0].copy()
+    ends = window.offsets[ctx, 1].copy()
+    if not align_to_words or len(ctx) == 0:
+        return starts, ends
+    words = window.word_ids[ctx]
+    first = np.ones(len(ctx), dtype=bool)
+    first[1:] = (words[1:] != words[:-1]) | (words[1:] < 0)
+    run = np.cumsum(first) - 1  # run index per token: a word's pieces are contiguous
+    heads = np.flatnonzero(first)
+    tails = np.append(heads[1:], len(ctx)) - 1
+    return starts[heads][run], ends[tails][run]
+
+
+def window_spans(
+    window: Window,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    max_answer_len: int = 30,
+    align_to_words: bool = True,
+) -> WindowSpans:
+    """Score every span of the window's context up to `max_answer_len` tokens (see module doc)."""
+    n = len(window)
+    start_logits, end_logits = np.asarray(start_logits)[:n], np.asarray(end_logits)[:n]
+    if start_logits.shape != (n,) or end_logits.shape != (n,):
+        raise ValueError(f"start/end logits of shapes {start_logits.shape}, {end_logits.shape} "
+                         f"do not cover a window of {n} tokens")
+    ctx = window.text_positions
+    has_cls = bool(n and window.special_mask[0])
+    keep = window.text_mask.copy()
+    if has_cls:
+        # [CLS] stays in the softmax even when no-answer is not allowed: that is the pipeline's
+        # distribution, and models trained on SQuAD 2 put their no-answer mass there.
+        keep[0] = True
+    if not keep.any():
+        none = np.zeros(0, dtype=np.int64)
+        return WindowSpans(none, none, np.zeros(0), 0.0)
+    p_start, p_end = _masked_softmax(start_logits, keep), _masked_softmax(end_logits, keep)
+    null = float(p_start[0] * p_end[0]) if has_cls else 0.0
+
+    # Spans (i, j) over context tokens, i ≤ j < i + max_answer_len: m × max_answer_len candidates,
+    # never the m × m outer product.
+    m = len(ctx)
+    i = np.repeat(np.arange(m), max_answer_len)
+    j = i + np.tile(np.arange(max_answer_len), m)
+    inside = j < m
+    i, j = i[inside], j[inside]
+    scores = p_start[ctx][i] * p_end[ctx][j]
+    char_start, char_end = _char_bounds(window, ctx, align_to_words)
+    cs, ce = char_start[i], char_end[j]
+    # Token spans that cover the same characters are one answer: add their probabilities
+    # (first appearance, in (start, end) token order, fixes the order among equal scores).
+    key = cs * (int(ce.max(initial=0)) + 1) + ce
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    summed = np.bincount(inverse, weights=scores, minlength=len(uniq))
+    order = np.argsort(first, kind="stable")
+    sel = first[order]
+    return WindowSpans(cs[sel], ce[sel], summed[order], null)
+
+
+def decode_answers(
+    context: str,
+    windows: Sequence[Window],
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    top_k: int = 1,
+    max_answer_len: int = 30,
+    allow_no_answer: bool = False,
+    align_to_words: bool = True,
+) -> list[Answer]:
+    """The `top_k` best answers in `context` over all its windows, best first.
+
+    A span found by several windows keeps its best score. With `allow_no_answer`, the empty answer
+    (score: the lowest [CLS] score over the windows) takes its place in the ranking. A context with
+    no token to answer from gives the empty answer alone.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, not {top_k}")
+    if max_answer_len < 1:
+        raise ValueError(f"max_answer_len must be at least 1, not {max_answer_len}")
+    if not windows or not len(windows) == len(start_logits) == len(end_logits):
+        raise ValueError(f"got {len(start_logits)}/{len(end_logits)} logits for {len(windows)} windows")
+    per_window = [
+        window_spans(w, s, e, max_answer_len, align_to_words)
+        for w, s, e in zip(windows, start_logits, end_logits, strict=True)
+    ]
+    null = min(ws.null_score for ws in per_window)
+    starts = np.concatenate([ws.starts for ws in per_window])
+    ends = np.concatenate([ws.ends for ws in per_window])
+    scores = np.concatenate([ws.scores for ws in per_window])
+    # Best first; among equal scores the earlier window, then the earlier span (a stable sort).
+    ranked = np.argsort(-scores, kind="stable")
+    # The same characters from several windows: keep the first, i.e. best-scored, occurrence.
+    span_key = starts[ranked] * (len(context) + 1) + ends[ranked]
+    _, first = np.unique(span_key, return_index=True)
+    best = ranked[np.sort(first)][:top_k]
+    answers = [
+        Answer(context[int(starts[k]) : int(ends[k])], float(scores[k]), int(starts[k]), int(ends[k]))
+        for k in best
+    ]
+    if allow_no_answer or not answers:
+        answers.append(Answer("", null, 0, 0))
+        # Stable: on a tie the span stays ahead of the empty answer, as in the pipeline.
+        answers.sort(key=lambda a: -a.score)
+    return answers[:top_k]
