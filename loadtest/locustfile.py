@@ -37,18 +37,45 @@ _counters = {"texts": 0, "late_starts": 0}
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser) -> None:
     group = parser.add_argument_group("berth")
-    group.add_argument("--scenario", env_var="BERTH_LT_SCENARIO", default="",
-                       help=f"comma-separated scenarios ({', '.join(SCENARIOS)}); empty: weighted mix")
-    group.add_argument("--target-rps", type=float, env_var="BERTH_LT_TARGET_RPS", default=10.0,
-                       help="FixedRateUser: requests/s offered by all users together")
-    group.add_argument("--max-fail-ratio", type=float, env_var="BERTH_LT_MAX_FAIL_RATIO", default=0.01,
-                       help="exit code 1 when the failure ratio is above this")
-    group.add_argument("--max-p95-ms", type=float, env_var="BERTH_LT_MAX_P95_MS", default=None,
-                       help="exit code 1 when the p95 latency (ms) is above this")
-    group.add_argument("--data-dir", env_var="BERTH_LT_DATA_DIR", default=str(DATA_DIR),
-                       help="folder with sst/, conll2003/, squad/ (default: the repository's data/)")
-    group.add_argument("--summary-file", env_var="BERTH_LT_SUMMARY_FILE", default="",
-                       help="write the run summary as JSON here")
+    group.add_argument(
+        "--scenario",
+        env_var="BERTH_LT_SCENARIO",
+        default="",
+        help=f"comma-separated scenarios ({', '.join(SCENARIOS)}); empty: weighted mix",
+    )
+    group.add_argument(
+        "--target-rps",
+        type=float,
+        env_var="BERTH_LT_TARGET_RPS",
+        default=10.0,
+        help="FixedRateUser: requests/s offered by all users together",
+    )
+    group.add_argument(
+        "--max-fail-ratio",
+        type=float,
+        env_var="BERTH_LT_MAX_FAIL_RATIO",
+        default=0.01,
+        help="exit code 1 when the failure ratio is above this",
+    )
+    group.add_argument(
+        "--max-p95-ms",
+        type=float,
+        env_var="BERTH_LT_MAX_P95_MS",
+        default=None,
+        help="exit code 1 when the p95 latency (ms) is above this",
+    )
+    group.add_argument(
+        "--data-dir",
+        env_var="BERTH_LT_DATA_DIR",
+        default=str(DATA_DIR),
+        help="folder with sst/, conll2003/, squad/ (default: the repository's data/)",
+    )
+    group.add_argument(
+        "--summary-file",
+        env_var="BERTH_LT_SUMMARY_FILE",
+        default="",
+        help="write the run summary as JSON here",
+    )
 
 
 @functools.cache
@@ -94,9 +121,14 @@ class BerthUser(FastHttpUser):
             for header, label in (("x-queue-time-ms", "queue"), ("x-inference-time-ms", "inference")):
                 value = resp.headers.get(header)
                 if value is not None:
-                    events.request.fire(request_type=SERVER_TIMING, name=f"{scenario.name} {label}",
-                                        response_time=float(value), response_length=0, exception=None,
-                                        context={})
+                    events.request.fire(
+                        request_type=SERVER_TIMING,
+                        name=f"{scenario.name} {label}",
+                        response_time=float(value),
+                        response_length=0,
+                        exception=None,
+                        context={},
+                    )
 
 
 class ClosedLoopUser(BerthUser):
@@ -139,8 +171,9 @@ def summarize(environment) -> Summary:
             target[value] = target.get(value, 0) + count
     total = environment.stats.total
     duration = max(0.0, (total.last_request_timestamp or total.start_time) - total.start_time)
-    return Summary.from_histogram("+".join(sorted(names)) or "none", latency, failures, _counters["texts"],
-                                  duration, queue, inference)
+    return Summary.from_histogram(
+        "+".join(sorted(names)) or "none", latency, failures, _counters["texts"], duration, queue, inference
+    )
 
 
 @events.quitting.add_listener
@@ -152,8 +185,10 @@ def _gate(environment, **_kwargs) -> None:
     violations = Thresholds(options.max_fail_ratio, options.max_p95_ms).violations(summary)
     print(f"berth summary | {summary.line()}")
     if _counters["late_starts"]:
-        print(f"berth summary | fixed-rate users started {_counters['late_starts']} requests late "
-              "(the offered rate slipped; add users)")
+        print(
+            f"berth summary | fixed-rate users started {_counters['late_starts']} requests late "
+            "(the offered rate slipped; add users)"
+        )
     for violation in violations:
         print(f"berth threshold broken | {violation}")
     if options.summary_file:

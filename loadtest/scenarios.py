@@ -49,8 +49,11 @@ class Cursors:
     @classmethod
     def for_worker(cls, pools: TextPools, worker: int) -> Cursors:
         # Spread workers over the pools so concurrent requests carry different texts.
-        return cls(Cycler(pools.short, worker * 97), Cycler(pools.documents, worker * 13),
-                   Cycler(pools.qa_pairs, worker * 31))
+        return cls(
+            Cycler(pools.short, worker * 97),
+            Cycler(pools.documents, worker * 13),
+            Cycler(pools.qa_pairs, worker * 31),
+        )
 
 
 def _texts(short: Cycler, _d: Cycler, _q: Cycler, n: int) -> dict[str, Any]:
@@ -65,14 +68,17 @@ def _qa(_s: Cycler, _d: Cycler, qa: Cycler, n: int) -> dict[str, Any]:
     return {"inputs": [{"question": q, "context": c} for q, c in qa.take(n)]}
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("embed_interactive", "/embed", 1, _texts, "embeddings", weight=4),
-    Scenario("embed_bulk", "/embed", 32, _texts, "embeddings", weight=1),
-    Scenario("classify", "/classify", 1, _texts, "results", weight=3),
-    Scenario("classify_bulk", "/classify", 32, _texts, "results", weight=1),
-    Scenario("ner_documents", "/ner", 1, _document, "results", weight=1),
-    Scenario("qa", "/qa", 1, _qa, "results", weight=1),
-)}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("embed_interactive", "/embed", 1, _texts, "embeddings", weight=4),
+        Scenario("embed_bulk", "/embed", 32, _texts, "embeddings", weight=1),
+        Scenario("classify", "/classify", 1, _texts, "results", weight=3),
+        Scenario("classify_bulk", "/classify", 32, _texts, "results", weight=1),
+        Scenario("ner_documents", "/ner", 1, _document, "results", weight=1),
+        Scenario("qa", "/qa", 1, _qa, "results", weight=1),
+    )
+}
 
 
 def get_scenario(name: str) -> Scenario:

@@ -68,14 +68,26 @@ class Summary:
         return self.failures / self.requests if self.requests else 0.0
 
     @classmethod
-    def from_histogram(cls, scenario: str, latency_ms: Mapping[float, int], failures: int, texts: int,
-                       duration_s: float, queue_ms: Mapping[float, int] | None = None,
-                       inference_ms: Mapping[float, int] | None = None) -> Summary:
+    def from_histogram(
+        cls,
+        scenario: str,
+        latency_ms: Mapping[float, int],
+        failures: int,
+        texts: int,
+        duration_s: float,
+        queue_ms: Mapping[float, int] | None = None,
+        inference_ms: Mapping[float, int] | None = None,
+    ) -> Summary:
         """Summary of a run whose every request (failed ones included) is in `latency_ms`."""
         requests = sum(latency_ms.values())
         return cls(
-            scenario=scenario, requests=requests, failures=failures, texts=texts, duration_s=duration_s,
-            p50_ms=percentile(latency_ms, 0.50), p95_ms=percentile(latency_ms, 0.95),
+            scenario=scenario,
+            requests=requests,
+            failures=failures,
+            texts=texts,
+            duration_s=duration_s,
+            p50_ms=percentile(latency_ms, 0.50),
+            p95_ms=percentile(latency_ms, 0.95),
             p99_ms=percentile(latency_ms, 0.99),
             queue_p50_ms=percentile(queue_ms, 0.5) if queue_ms else None,
             inference_p50_ms=percentile(inference_ms, 0.5) if inference_ms else None,
@@ -83,17 +95,20 @@ class Summary:
 
     def line(self) -> str:
         """The one-line report."""
-        text = (f"{self.scenario}: {self.requests_per_s:.1f} req/s, {self.texts_per_s:.1f} texts/s, "
-                f"p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
-                f"failures {self.failures}/{self.requests} ({self.failure_ratio:.2%})")
+        text = (
+            f"{self.scenario}: {self.requests_per_s:.1f} req/s, {self.texts_per_s:.1f} texts/s, "
+            f"p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
+            f"failures {self.failures}/{self.requests} ({self.failure_ratio:.2%})"
+        )
         if self.queue_p50_ms is not None and self.inference_p50_ms is not None:
             text += f"; server p50 queue {self.queue_p50_ms:.1f} ms, inference {self.inference_p50_ms:.1f} ms"
         return text
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        out.update(requests_per_s=self.requests_per_s, texts_per_s=self.texts_per_s,
-                   failure_ratio=self.failure_ratio)
+        out.update(
+            requests_per_s=self.requests_per_s, texts_per_s=self.texts_per_s, failure_ratio=self.failure_ratio
+        )
         # JSON has no NaN: an empty run has no percentiles.
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
 

@@ -20,8 +20,17 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 # Penn Treebank tokenization undone, so the texts look like what users send (and tokenize to
 # realistic lengths): "It 's a film , really ." -> "It's a film, really."
-_PTB_TOKENS = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}",
-               "``": '"', "''": '"', "`": "'"}
+_PTB_TOKENS = {
+    "-LRB-": "(",
+    "-RRB-": ")",
+    "-LSB-": "[",
+    "-RSB-": "]",
+    "-LCB-": "{",
+    "-RCB-": "}",
+    "``": '"',
+    "''": '"',
+    "`": "'",
+}
 _SPACE_BEFORE = re.compile(r" (?=[,.;:!?%)\]}]|'s\b|'re\b|'ve\b|'m\b|'ll\b|'d\b|n't\b)")
 _SPACE_AFTER = re.compile(r"(?<=[(\[{$]) ")
 
@@ -75,8 +84,12 @@ def read_squad(path: Path) -> list[tuple[str, str]]:
     """(question, context) pairs of a SQuAD v1.1 JSON file."""
     try:
         articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-        return [(qa["question"], paragraph["context"])
-                for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+        return [
+            (qa["question"], paragraph["context"])
+            for article in articles
+            for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"]
+        ]
     except FileNotFoundError as exc:
         raise DataFileError(f"{path}: missing") from exc
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -90,13 +103,14 @@ def _read_lines(path: Path) -> list[str]:
         raise DataFileError(f"{path}: missing (the load tests read the repository's data/ folder)") from exc
 
 
-def paragraphs(sentences: list[str], rng: random.Random, min_sentences: int = 3,
-               max_sentences: int = 8) -> list[str]:
+def paragraphs(
+    sentences: list[str], rng: random.Random, min_sentences: int = 3, max_sentences: int = 8
+) -> list[str]:
     """Consecutive sentences joined into paragraphs of a random length (documents for NER)."""
     out, i = [], 0
     while i < len(sentences):
         n = rng.randint(min_sentences, max_sentences)
-        chunk = [s for s in sentences[i:i + n] if len(s.split()) > 2] or sentences[i:i + n]
+        chunk = [s for s in sentences[i : i + n] if len(s.split()) > 2] or sentences[i : i + n]
         out.append(" ".join(chunk))
         i += n
     return out
@@ -106,8 +120,8 @@ def paragraphs(sentences: list[str], rng: random.Random, min_sentences: int = 3,
 class TextPools:
     """The texts every scenario draws from, built once per process."""
 
-    short: list[str]            # 6-64 word sentences: embed and classify
-    documents: list[str]        # paragraphs of 3-8 sentences: NER
+    short: list[str]  # 6-64 word sentences: embed and classify
+    documents: list[str]  # paragraphs of 3-8 sentences: NER
     qa_pairs: list[tuple[str, str]]
 
     @classmethod

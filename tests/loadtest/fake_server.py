@@ -1,6 +1,6 @@
 """A stand-in berth server for the load-test tests: the routes' shapes and timing headers, no model.
 
-    python -m tests.loadtest.fake_server PORT [--fail-every N] [--delay-ms MS]
+python -m tests.loadtest.fake_server PORT [--fail-every N] [--delay-ms MS]
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ def create_app(fail_every: int = 0, delay_ms: float = 0.0) -> FastAPI:
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
         if fail_every and calls["n"] % fail_every == 0:
-            return JSONResponse({"error": {"type": "overloaded", "message": "queue full", "param": None}},
-                                status_code=429, headers={"retry-after": "1"})
+            return JSONResponse(
+                {"error": {"type": "overloaded", "message": "queue full", "param": None}},
+                status_code=429,
+                headers={"retry-after": "1"},
+            )
         body = await request.json()
         inputs = body.get("inputs")
         if body.get("question") is not None:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,45 +12,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def fake_server(request):
-    """Start tests/loadtest/fake_server.py; param = extra arguments (e.g. failures)."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.loadtest.fake_server", str(port), *request.param],
-                            cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/readyz", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("fake server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def _run(url: str, out: Path, *args: str) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", "loadtest.run", "--host", url, "--out", str(out), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.run", "--host", url, "--out", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("fake_server", [[]], indirect=True)
 def test_fixed_rate_run_writes_reports_and_passes(fake_server, tmp_path):
-    code, output = _run(fake_server, tmp_path, "--scenario", "embed_bulk", "--users", "4", "--duration", "3s",
-                        "--rate", "20")
+    code, output = _run(
+        fake_server, tmp_path, "--scenario", "embed_bulk", "--users", "4", "--duration", "3s", "--rate", "20"
+    )
     assert code == 0, output
     summary = json.loads((tmp_path / "embed_bulk_summary.json").read_text())
     # 20 req/s offered for ~3 s (the first slot starts at once): paced, not flat out
@@ -68,8 +42,9 @@ def test_fixed_rate_run_writes_reports_and_passes(fake_server, tmp_path):
 
 @pytest.mark.parametrize("fake_server", [["--fail-every", "4"]], indirect=True)
 def test_failures_above_the_limit_fail_the_run(fake_server, tmp_path):
-    code, output = _run(fake_server, tmp_path, "--scenario", "classify,qa", "--users", "2",
-                        "--duration", "2s")
+    code, output = _run(
+        fake_server, tmp_path, "--scenario", "classify,qa", "--users", "2", "--duration", "2s"
+    )
     assert code == 1, output
     summary = json.loads((tmp_path / "classify+qa_summary.json").read_text())
     assert 0.2 <= summary["failure_ratio"] <= 0.3

