@@ -126,20 +126,22 @@ def _words(tokens: TokenScores, aggregation: str) -> list[_Unit]:
     """Fuse pieces into words: the label of the first piece, of the averaged probabilities, or of
     the most confident piece (HF's first / average / max)."""
     probs, n = tokens.probs, len(tokens.probs)
+    if n == 0:
+        return []
     starts = _word_starts(tokens.word_ids)
     ends = np.append(starts[1:], n)  # exclusive piece index
     if aggregation == "first":
         word_probs = probs[starts]
     elif aggregation == "average":
-        word_probs = np.add.reduceat(probs, starts, axis=0) / (ends - starts)[:, None] if n else probs
+        word_probs = np.add.reduceat(probs, starts, axis=0) / (ends - starts)[:, None]
     elif aggregation == "max":
         piece_best = probs.max(axis=1)
         # the first piece holding the word's highest probability (argmax keeps the first on ties)
         chosen = [a + int(np.argmax(piece_best[a:b])) for a, b in zip(starts, ends, strict=True)]
-        word_probs = probs[chosen] if chosen else probs[:0]
+        word_probs = probs[chosen]
     else:
         raise ValueError(f"aggregation {aggregation!r} does not fuse words")
-    idx = word_probs.argmax(axis=1) if len(word_probs) else np.zeros(0, dtype=np.int64)
+    idx = word_probs.argmax(axis=1)
     return [
         _Unit(int(i), float(word_probs[k, i]), int(tokens.offsets[a, 0]), int(tokens.offsets[b - 1, 1]))
         for k, (i, a, b) in enumerate(zip(idx, starts, ends, strict=True))
