@@ -1,0 +1,149 @@
+"""Gate inputs: the repo's dev sets (SST, CoNLL-2003, SQuAD) read and encoded into padded batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.checkpoint import CheckpointInfo, ExportError
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_FILES = {
+    "embed": DATA_DIR / "sst" / "dev.txt",
+    "classify": DATA_DIR / "sst" / "dev.txt",
+    "ner": DATA_DIR / "conll2003" / "dev.txt",
+    "qa": DATA_DIR / "squad" / "dev.json",
+}
+
+# A gate example: a text, a (text, text_pair) pair, or a list of words (NER).
+Example = str | tuple[str, str] | list[str]
+
+
+def read_sst(path: Path) -> list[str]:
+    """Sentences of an SST file (`LABEL ||| text` per line)."""
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        label, sep, text = line.partition(" ||| ")
+        if not sep or not text.strip():
+            raise ExportError(f"{path}:{number}: expected 'LABEL ||| text', got {line[:60]!r}")
+        texts.append(text.strip())
+    return texts
+
+
+def read_conll(path: Path) -> list[list[str]]:
+    """Sentences (word lists) of a CoNLL file (`word TAG` per line, blank line between sentences)."""
+    sentences: list[list[str]] = []
+    words: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            if words:
+                sentences.append(words)
+            words = []
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise ExportError(f"{path}:{number}: expected 'word TAG', got {line[:60]!r}")
+        if parts[0] != "-DOCSTART-":
+            words.append(parts[0])
+    if words:
+        sentences.append(words)
+    return sentences
+
+
+def read_squad(path: Path) -> list[tuple[str, str]]:
+    """(question, context) pairs of a SQuAD JSON file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        return [(qa["question"], paragraph["context"])
+                for article in data for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path}: not SQuAD JSON ({exc!r})") from exc
+
+
+def default_examples(task: str) -> list[Example]:
+    """The dev set a task's int8 gate runs on by default."""
+    path = DEFAULT_FILES[task]
+    if not path.is_file():
+        raise ExportError(f"{path}: missing; pass gate_texts explicitly")
+    if task == "ner":
+        return list(read_conll(path))
+    if task == "qa":
+        return list(read_squad(path))
+    return list(read_sst(path))
+
+
+@dataclass
+class Batch:
+    """One padded batch: graph feeds plus, per row, which sequence each token belongs to."""
+
+    feeds: dict[str, np.ndarray]
+    sequence_ids: list[list[int | None]]
+
+
+def _encoder(tokenizer, info: CheckpointInfo):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    # Only the context of a QA pair is cut, as the service does with its windows.
+    tok.enable_truncation(info.max_length, strategy="only_second" if info.task == "qa" else "longest_first")
+    return tok
+
+
+def encode(tokenizer, info: CheckpointInfo, examples: Sequence[Example], batch_size: int = 32) -> list[Batch]:
+    """Tokenize and right-pad `examples` into batches in their given order."""
+    tok = _encoder(tokenizer, info)
+    batches = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        if info.task == "ner" or (chunk and isinstance(chunk[0], list)):
+            encodings = tok.encode_batch([list(words) for words in chunk], is_pretokenized=True)
+        elif chunk and isinstance(chunk[0], tuple):
+            encodings = tok.encode_batch([tuple(pair) for pair in chunk])
+        else:
+            encodings = tok.encode_batch(list(chunk))
+        batches.append(pad(encodings, info))
+    return batches
+
+
+def pad(encodings, info: CheckpointInfo) -> Batch:
+    """Right padding (the fused attention reads the mask as a mask index)."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.full((len(encodings), width), info.pad_token_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for row, enc in enumerate(encodings):
+        n = len(enc.ids)
+        ids[row, :n] = enc.ids
+        mask[row, :n] = 1
+        types[row, :n] = enc.type_ids
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if info.uses_token_type_ids:
+        feeds["token_type_ids"] = types
+    return Batch(feeds, [list(e.sequence_ids) for e in encodings])
+
+
+def parity_batches(tokenizer, info: CheckpointInfo, examples: Sequence[Example]) -> list[Batch]:
+    """Small batches for the fp32 check: sizes 5, 1 and 3 (the dummy is 2 x 12) whose rows have
+    unequal lengths, so padding is exercised even when every example fills max_length."""
+    picked = list(examples[:9])
+    if len(picked) < 2:
+        raise ExportError("the fp32 parity check needs at least 2 gate examples")
+    batches = [encode(tokenizer, info, part, batch_size=len(part))[0]
+               for part in (picked[:5], picked[5:6], picked[6:9]) if part]
+    for batch in batches:
+        mask = batch.feeds["attention_mask"]
+        if len(mask) > 1 and mask.all():
+            # Cut the last row to a prefix: the same ids on both sides, now with padding.
+            keep = max(2, mask.shape[1] * 2 // 3)
+            batch.feeds["input_ids"][-1, keep:] = info.pad_token_id
+            for name in ("attention_mask", "token_type_ids"):
+                if name in batch.feeds:
+                    batch.feeds[name][-1, keep:] = 0
+            batch.sequence_ids[-1] = batch.sequence_ids[-1][:keep]
+    return batches
