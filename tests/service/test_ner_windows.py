@@ -9,6 +9,8 @@ long text must equal those of one window holding it all.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
@@ -169,3 +171,12 @@ def test_overlap_token_comes_from_the_window_where_it_has_more_context():
     # token 4 sits 2 from an edge in window 1 ([2:8]: 2 before, 3 after), 1 in window 0, 0 in window 2.
     expected = np.exp(2.0) / (np.exp(2.0) + 6)
     assert (e.text, e.start) == ("e", 8) and e.score == pytest.approx(expected)
+
+
+def test_task_modules_stay_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, service.tasks.windows, service.tasks.ner, service.tasks.qa; "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
