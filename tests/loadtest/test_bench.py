@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,15 @@ def test_soak_growth_is_measured_after_warmup():
     assert growth == pytest.approx(0.075)
     with pytest.raises(ValueError, match="samples after"):
         growth_after_warmup(samples[:3], warmup_s=60.0)
+
+
+def test_ceiling_runs_the_bundle_the_service_would_load(tiny_checkpoints, tmp_path):
+    from export.bundle import export_bundle
+    from loadtest.ceiling import measure_ceiling
+
+    bundle = export_bundle(tiny_checkpoints("bert", "classify"), "classify", "m", tmp_path / "out",
+                           precisions=("fp32",), quick_bench=False)
+    texts = ["a short one", "a somewhat longer sentence about a film", "ok"] * 20
+    ceiling = measure_ceiling(Path(bundle), texts, batch_size=8, repeats=2, threads=1)
+    assert ceiling.variant == "fp32" and ceiling.threads == 1 and len(ceiling.runs) == 2
+    assert ceiling.texts_per_s > 0 and ceiling.tokens_per_s > ceiling.texts_per_s
