@@ -1,0 +1,254 @@
+"""One training loop for every task: AdamW, warm-up then linear decay, gradient clipping,
+length-bucketed batches, evaluation each epoch, the best checkpoint kept, and a run summary.
+
+The checkpoint is written into a private temporary directory beside `out` and renamed into
+place at the end, so other tools never see a half-written `out`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from model.batching import collate, length_bucketed_batches
+from model.data import read_examples
+from model.evaluate import MAIN_METRIC, evaluate
+from model.features import encode_classify, encode_ner, encode_qa
+from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer
+from model.labels import check_known_labels, labels_of_examples
+
+SUMMARY_NAME = "berth_train.json"
+DEFAULT_MAX_LENGTH = {"classify": 128, "ner": 256, "qa": 256}
+
+
+@dataclass
+class TrainConfig:
+    task: str
+    base: str
+    train: str
+    dev: str
+    out: str
+    format: str
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int | None = None  # per-task default above
+    doc_stride: int = 64
+    seed: int = 42
+    threads: int | None = None  # torch intra-op threads; default: all cores
+    eval_batch_size: int = 64
+    problem_type: str | None = None  # classify: inferred from the labels when None
+    threshold: float = 0.5  # multi-label decision threshold for evaluation
+    extra: dict = field(default_factory=dict)
+
+
+def infer_problem_type(examples: list) -> str:
+    kinds = {type(ex.label) for ex in examples}
+    if kinds == {list}:
+        return "multi_label_classification"
+    if kinds == {float} or kinds == {float, str} and all(_is_number(ex.label) for ex in examples):
+        return "regression"
+    if kinds == {str}:
+        return "single_label_classification"
+    raise ValueError(f"{examples[0].source.rsplit(':', 1)[0]}: labels mix lists, names and numbers")
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train, keep the best epoch by the dev headline metric, write `cfg.out`; returns the summary."""
+    import torch
+    from tqdm import tqdm
+
+    started = time.time()
+    set_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    max_length = cfg.max_length or DEFAULT_MAX_LENGTH[cfg.task]
+    train_examples = read_examples(cfg.train, cfg.format, cfg.task)
+    dev_examples = read_examples(cfg.dev, cfg.format, cfg.task)
+    if not train_examples or not dev_examples:
+        raise ValueError(f"no examples in {cfg.train if not train_examples else cfg.dev}")
+
+    labels, problem_type = None, None
+    if cfg.task == "classify":
+        problem_type = cfg.problem_type or infer_problem_type(train_examples)
+        if problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem type must be one of {PROBLEM_TYPES}")
+        if problem_type == "regression":
+            labels = ["score"]
+            train_examples = [_as_float(ex) for ex in train_examples]
+            dev_examples = [_as_float(ex) for ex in dev_examples]
+        else:
+            labels = labels_of_examples("classify", train_examples)
+    elif cfg.task == "ner":
+        labels = labels_of_examples("ner", train_examples)
+    if labels and problem_type != "regression":
+        check_known_labels(cfg.task, dev_examples, labels)
+
+    tokenizer = load_tokenizer(cfg.base)
+    model = build_task_model(cfg.base, cfg.task, labels, problem_type)
+    label2id = {name: i for i, name in enumerate(labels or [])}
+    if cfg.task == "classify":
+        features = encode_classify(tokenizer, train_examples, label2id, problem_type, max_length)
+    elif cfg.task == "ner":
+        features = encode_ner(tokenizer, train_examples, label2id, max_length)
+    else:
+        features, _ = encode_qa(tokenizer, train_examples, max_length, cfg.doc_stride)
+    log(f"{cfg.task}: {len(train_examples)} train examples -> {len(features)} features, "
+        f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}")
+
+    optimizer, scheduler = _optimizer(model, cfg, steps=cfg.epochs * -(-len(features) // cfg.batch_size))
+    lengths = [len(f["input_ids"]) for f in features]
+    rng = random.Random(cfg.seed)
+    eval_options = dict(max_length=max_length, batch_size=cfg.eval_batch_size, doc_stride=cfg.doc_stride,
+                        threshold=cfg.threshold)
+    token_labels = cfg.task == "ner"
+    # Inputs the model takes, plus its targets; anything else on the features stays out.
+    keep = {*input_names(model), "labels", "start_positions", "end_positions"}
+    out = Path(cfg.out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    epochs, best = [], None
+    train_seconds = 0.0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
+            t0, seen, loss_sum = time.time(), 0, 0.0
+            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", file=sys.stderr,
+                       mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+            for step, idx in enumerate(bar, 1):
+                batch = collate([features[i] for i in idx], tokenizer.pad_token_id, token_labels=token_labels)
+                batch = {k: v for k, v in batch.items() if k in keep}
+                loss = model(**batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                seen += len(idx)
+                loss_sum += loss.item()
+                bar.set_postfix(loss=f"{loss_sum / step:.4f}", texts_per_s=f"{seen / (time.time() - t0):.1f}",
+                                refresh=False)
+            bar.close()
+            epoch_seconds = time.time() - t0
+            train_seconds += epoch_seconds
+            t1 = time.time()
+            metrics = evaluate(cfg.task, model, tokenizer, dev_examples, **eval_options)
+            record = {"epoch": epoch, "train_loss": loss_sum / max(len(batches), 1),
+                      "train_seconds": round(epoch_seconds, 1), "texts_per_s": round(seen / epoch_seconds, 1),
+                      "eval_seconds": round(time.time() - t1, 1), "dev": metrics}
+            epochs.append(record)
+            improved = best is None or metrics["main"] > best["dev"]["main"]
+            log(f"epoch {epoch}: loss {record['train_loss']:.4f}, dev {metrics['metric']} "
+                f"{metrics['main']:.4f}{' (best so far, saved)' if improved else ''}, "
+                f"{epoch_seconds:.0f} s training, {record['texts_per_s']} texts/s")
+            if improved:
+                best = record
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+        summary = _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds, started)
+        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _as_float(ex):
+    from dataclasses import replace
+
+    try:
+        return replace(ex, label=float(ex.label))
+    except (TypeError, ValueError):
+        raise ValueError(f"{ex.source}: regression label {ex.label!r} is not a number") from None
+
+
+def _optimizer(model, cfg: TrainConfig, steps: int):
+    """AdamW without weight decay on biases and LayerNorm weights; warm-up then linear decay to 0."""
+    import torch
+
+    decay, no_decay = [], []
+    for _name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    warmup = int(steps * cfg.warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Put `new` at `out` by renames only, so `out` is either the old or the complete new one."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds, started) -> dict:
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "command": " ".join(["berth", *sys.argv[1:]]),
+        "args": {**asdict(cfg), "max_length": max_length},
+        "task": cfg.task,
+        "labels": labels,
+        "problem_type": problem_type,
+        "metric": MAIN_METRIC["qa" if cfg.task == "qa" else "ner" if cfg.task == "ner" else problem_type],
+        "best_epoch": best["epoch"],
+        "best": best["dev"]["main"],
+        "epochs": epochs,
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.time() - started, 1),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "processor": _cpu_model(), "platform": platform.platform()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "tokenizers": tokenizers.__version__},
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
