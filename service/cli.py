@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Order is the order of `berth --help`.
-COMMAND_MODULES = ("model.cli", "export.cli", "service.commands", "loadtest.cli")
+COMMAND_MODULES = ("model.cli", "export.cli", "export.defaults", "service.commands", "loadtest.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
