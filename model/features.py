@@ -23,7 +23,10 @@ def encode_classify(
     texts = [ex.text for ex in examples]
     pairs = [ex.text_pair or "" for ex in examples] if has_pairs else None
     enc = tokenizer(
-        texts, pairs, truncation="longest_first" if has_pairs else True, max_length=max_length, padding=False
+        texts, pairs, truncation="longest_first" if has_pairs else True, max_length=max_length, padding=False,
+        # Some tokenizer configs leave token types out; pairs need them (models that take none
+        # have them dropped by `heads.input_names`).
+        return_token_type_ids=True,
     )
     features = []
     for i, ex in enumerate(examples):
@@ -94,6 +97,7 @@ def encode_qa(
         stride=doc_stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
+        return_token_type_ids=True,
         padding=False,
     )
     features, windows = [], []

@@ -51,7 +51,7 @@ def write_regression(path: Path, n: int, seed: int = 0) -> Path:
     """JSONL pairs scored by how many of the two texts are positive (0.0, 1.0 or 2.0)."""
     rng = random.Random(seed)
     with open(path, "w") as f:
-        for i in range(n):
+        for _ in range(n):
             a, b = rng.choice(POSITIVE + NEGATIVE), rng.choice(POSITIVE + NEGATIVE)
             score = float((a in POSITIVE) + (b in POSITIVE))
             f.write(json.dumps({"text": f"the movie was {a}", "text_pair": f"it was {b}",
