@@ -88,6 +88,10 @@ def encode_qa(
     Each window is labelled with the answer's token span when the first gold answer lies wholly
     inside it, and with the CLS position (0) otherwise or when there is no answer.
     """
+    if not 0 <= doc_stride < max_length // 2:
+        # The overlap must leave room for the window to advance past the question and specials.
+        raise ValueError(f"doc_stride ({doc_stride}) must be at least 0 and under half of "
+                         f"max_length ({max_length})")
     # Question first, as BERT was trained on; every berth model pads on the right.
     enc = tokenizer(
         [ex.question.lstrip() for ex in examples],  # leading spaces only waste window room

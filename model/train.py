@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import sys
 import time
@@ -181,6 +182,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
     return summary
 
 
+def command_line(cfg: TrainConfig) -> str:
+    """The `berth train` command that reproduces this run, every setting spelled out."""
+    parts = ["berth", "train", cfg.task]
+    for key, value in asdict(cfg).items():
+        if key in ("task", "extra") or value is None:
+            continue
+        parts += [f"--{key.replace('_', '-')}", shlex.quote(str(value))]
+    return " ".join(parts)
+
+
 def _as_float(ex):
     from dataclasses import replace
 
@@ -226,7 +237,7 @@ def _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds,
     import transformers
 
     return {
-        "command": " ".join(["berth", *sys.argv[1:]]),
+        "command": command_line(cfg),
         "args": {**asdict(cfg), "max_length": max_length},
         "task": cfg.task,
         "labels": labels,
