@@ -18,8 +18,14 @@ from tests.tiny import tiny_tokenizer
 FAKE_HIDDEN = 8
 
 
-def write_fake_bundle(root: Path, name: str, task: str = "embed", labels: list[str] | None = None,
-                      problem_type: str | None = None, max_length: int = 32) -> Path:
+def write_fake_bundle(
+    root: Path,
+    name: str,
+    task: str = "embed",
+    labels: list[str] | None = None,
+    problem_type: str | None = None,
+    max_length: int = 32,
+) -> Path:
     """A bundle directory with a real tokenizer.json and a placeholder ONNX file."""
     path = root / name
     path.mkdir(parents=True)
@@ -32,11 +38,22 @@ def write_fake_bundle(root: Path, name: str, task: str = "embed", labels: list[s
         extra["labels"] = labels or ["negative", "positive"]
     if task == "classify":
         extra["problem_type"] = problem_type or "single_label"
-    outputs = {"embed": ["token_embeddings", "sentence_embedding"], "classify": ["logits"],
-               "ner": ["logits"], "qa": ["start_logits", "end_logits"]}[task]
+    outputs = {
+        "embed": ["token_embeddings", "sentence_embedding"],
+        "classify": ["logits"],
+        "ner": ["logits"],
+        "qa": ["start_logits", "end_logits"],
+    }[task]
     manifest = Manifest(
-        name=name, task=task, architecture="bert", num_layers=2, hidden_size=FAKE_HIDDEN, num_heads=2,
-        max_length=max_length, inputs=["input_ids", "attention_mask", "token_type_ids"], outputs=outputs,
+        name=name,
+        task=task,
+        architecture="bert",
+        num_layers=2,
+        hidden_size=FAKE_HIDDEN,
+        num_heads=2,
+        max_length=max_length,
+        inputs=["input_ids", "attention_mask", "token_type_ids"],
+        outputs=outputs,
         variants={"fp32": Variant(file="model.onnx", precision="fp32", graph="plain", default_for=["cpu"])},
         **extra,
     )
@@ -45,7 +62,9 @@ def write_fake_bundle(root: Path, name: str, task: str = "embed", labels: list[s
 
 
 def fake_factory(path: Path, manifest: Manifest, settings: Settings, threads: int) -> LoadedRuntime:
-    runtime = FakeRuntime(manifest.task, hidden_size=manifest.hidden_size, num_labels=len(manifest.labels or [1]))
+    runtime = FakeRuntime(
+        manifest.task, hidden_size=manifest.hidden_size, num_labels=len(manifest.labels or [1])
+    )
     return LoadedRuntime(runtime, "fp32", "cpu", "model.onnx")
 
 
