@@ -84,6 +84,16 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
+def save_checkpoint(model, tokenizer, path: str | Path) -> None:
+    """Write model and tokenizer in the Hugging Face layout. Calls with `truncation=True` leave
+    truncation switched on inside the Rust tokenizer, so clear it (and padding) first: the saved
+    tokenizer.json must carry neither, as bundles copy it verbatim."""
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.backend_tokenizer.no_truncation()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
 def load_checkpoint(path: str | Path, task: str):
     """(model, tokenizer) from a checkpoint written by `berth train`, in eval mode."""
     path = Path(path)

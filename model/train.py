@@ -22,7 +22,7 @@ from model.batching import collate, length_bucketed_batches
 from model.data import read_examples
 from model.evaluate import MAIN_METRIC, evaluate
 from model.features import encode_classify, encode_ner, encode_qa
-from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer
+from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer, save_checkpoint
 from model.labels import check_known_labels, labels_of_examples
 
 SUMMARY_NAME = "berth_train.json"
@@ -172,8 +172,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 f"{epoch_seconds:.0f} s training, {record['texts_per_s']} texts/s")
             if improved:
                 best = record
-                model.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
+                save_checkpoint(model, tokenizer, tmp)
         summary = _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds, started)
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         _replace_dir(tmp, out)

@@ -45,6 +45,8 @@ def test_classify_trains_and_reloads(tmp_path, tiny_checkpoints, arch):
     saved = json.loads((out / SUMMARY_NAME).read_text())
     assert saved["best"] == summary["best"] and len(saved["epochs"]) == FAST["epochs"]
     assert not list(tmp_path.glob(".out.*")), "temporary checkpoint directory left behind"
+    tokenizer_json = json.loads((out / "tokenizer.json").read_text())
+    assert tokenizer_json["padding"] is None and tokenizer_json["truncation"] is None
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
