@@ -73,9 +73,11 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope["path"]
         status_box = [500]
+        started = [False]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started[0] = True
                 status_box[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
@@ -88,6 +90,12 @@ class EdgeMiddleware:
                 await rejection(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # A bug: the traceback goes to the log with the request id, the caller gets neither.
+            log.error("unhandled error in request %s", request_id, exc_info=exc)
+            if status_box[0] == 500 and not started[0]:
+                body = _error_response(500, "internal_error", f"internal error (request id {request_id})")
+                await body(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             route = path if path in KNOWN_ROUTES else "other"
@@ -195,12 +203,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error_response(
             exc.status_code, err_type, str(exc.detail), headers=getattr(exc, "headers", None)
         )
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> Response:
-        request_id = request.scope.get("state", {}).get("request_id", "")
-        log.error("unhandled error in request %s", request_id, exc_info=exc)
-        return _error_response(500, "internal_error", f"internal error (request id {request_id})")
 
 
 def create_app(settings: Settings, runtime_factory: RuntimeFactory | None = None) -> FastAPI:

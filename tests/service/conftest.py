@@ -73,16 +73,39 @@ async def serve_in_process(settings: Settings, factory=fake_factory):
     """Run the app's lifespan and yield (app, client) talking to it in process."""
     app = create_app(settings, factory)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://berth") as client:
             yield app, client
 
 
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
+    """Fake-runtime bundles: an embedder, a 3-class classifier, a multi-label classifier."""
     root = tmp_path / "models"
     root.mkdir()
     write_fake_bundle(root, "emb", "embed")
     write_fake_bundle(root, "sent", "classify", labels=["negative", "neutral", "positive"])
     write_fake_bundle(root, "tags", "classify", labels=["a", "b", "c"], problem_type="multi_label")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tiny_checkpoints, tmp_path_factory) -> Path:
+    """A models dir of real fp32 bundles exported from tiny random checkpoints (~10 s, once)."""
+    from export.bundle import export_bundle
+
+    root = tmp_path_factory.mktemp("tiny-bundles")
+    specs = [
+        (tiny_checkpoints("bert", "base"), "embed", "emb"),
+        (tiny_checkpoints("bert", "classify", labels=("neg", "neu", "pos")), "classify", "sent"),
+        (
+            tiny_checkpoints(
+                "bert", "classify", labels=("a", "b", "c"), problem_type="multi_label_classification"
+            ),
+            "classify",
+            "tags",
+        ),
+    ]
+    for checkpoint, task, name in specs:
+        export_bundle(checkpoint, task, name, root, precisions=("fp32",), quick_bench=False)
     return root

@@ -35,16 +35,19 @@ def entities(text: str, rows: dict[str, tuple[str, float] | list[tuple[str, floa
             spec = spec[seen.get(token, 0)]
             seen[token] = seen.get(token, 0) + 1
         logits[pos] = np.log(probs_row(*spec))
-    return [(e.label, round(e.score, 6), e.text, e.start, e.end) for e in
-            decode_entities(text, [window], [logits], LABELS, **kw)]
+    return [
+        (e.label, round(e.score, 6), e.text, e.start, e.end)
+        for e in decode_entities(text, [window], [logits], LABELS, **kw)
+    ]
 
 
 TEXT = "John Smithson visited Paris"  # john | smith ##s ##o ##n | visited | paris
 
 
 def test_none_gives_every_piece_with_its_full_tag():
-    got = entities(TEXT, {"john": ("B-PER", 0.8), "smith": ("I-PER", 0.7), "##s": ("I-PER", 0.6)},
-                   aggregation="none")
+    got = entities(
+        TEXT, {"john": ("B-PER", 0.8), "smith": ("I-PER", 0.7), "##s": ("I-PER", 0.6)}, aggregation="none"
+    )
     assert got == [
         ("B-PER", 0.8, "John", 0, 4),
         ("I-PER", 0.7, "Smith", 5, 10),
@@ -53,16 +56,27 @@ def test_none_gives_every_piece_with_its_full_tag():
 
 
 def test_simple_merges_b_i_pieces_and_averages_scores():
-    rows = {"john": ("B-PER", 0.8), "smith": ("I-PER", 0.7), "##s": ("I-PER", 0.6),
-            "##o": ("I-PER", 0.5), "##n": ("I-PER", 0.4), "paris": ("B-LOC", 0.9)}
+    rows = {
+        "john": ("B-PER", 0.8),
+        "smith": ("I-PER", 0.7),
+        "##s": ("I-PER", 0.6),
+        "##o": ("I-PER", 0.5),
+        "##n": ("I-PER", 0.4),
+        "paris": ("B-LOC", 0.9),
+    }
     got = entities(TEXT, rows, aggregation="simple")
     assert got == [("PER", 0.6, "John Smithson", 0, 13), ("LOC", 0.9, "Paris", 22, 27)]
 
 
 def test_simple_splits_a_word_whose_pieces_disagree():
     # Without word fusion, a piece tagged O cuts the entity in the middle of the word.
-    rows = {"john": ("B-PER", 0.8), "smith": ("I-PER", 0.7), "##s": ("I-PER", 0.6), "##o": ("O", 0.5),
-            "##n": ("I-PER", 0.6)}
+    rows = {
+        "john": ("B-PER", 0.8),
+        "smith": ("I-PER", 0.7),
+        "##s": ("I-PER", 0.6),
+        "##o": ("O", 0.5),
+        "##n": ("I-PER", 0.6),
+    }
     got = entities(TEXT, rows, aggregation="simple")
     assert [g[2] for g in got] == ["John Smiths", "n"]
 
@@ -158,7 +172,7 @@ def test_padded_logits_rows_are_ignored_and_empty_text_has_no_entities():
     (w,) = text_windows(tok, "John", 64, 0)
     padded = np.zeros((len(w) + 5, 7))
     padded[1, 1] = 9
-    padded[len(w):, 3] = 99  # padding rows must not leak in
+    padded[len(w) :, 3] = 99  # padding rows must not leak in
     got = decode_entities("John", [w], [padded], LABELS)
     assert [(e.label, e.text) for e in got] == [("PER", "John")]
     (empty,) = text_windows(tok, "", 64, 0)

@@ -16,9 +16,39 @@ from service.tasks.windows import qa_windows, text_windows
 from tests.service.test_ner_windows import minilm_tokenizer
 from tests.tiny import NER_LABELS, tiny_tokenizer
 
-PIECES = ["john", "Smith", "Paris", "new york", "acme", "Café", "naïve", "e\u0301", "Ångström", "😀",
-          "👩‍👩‍👧", "北京", "東京タワー", "ﬁne", "İstanbul", "ß", "x\u200by", "\u00a0", "\t", "\u2003",
-          "\n\n", "  ", ",", "(", ")", "-", "1234", "\u0301", "a\u0308\u0301", "\r\n", "\u3000"]
+PIECES = [
+    "john",
+    "Smith",
+    "Paris",
+    "new york",
+    "acme",
+    "Café",
+    "naïve",
+    "e\u0301",
+    "Ångström",
+    "😀",
+    "👩‍👩‍👧",
+    "北京",
+    "東京タワー",
+    "ﬁne",
+    "İstanbul",
+    "ß",
+    "x\u200by",
+    "\u00a0",
+    "\t",
+    "\u2003",
+    "\n\n",
+    "  ",
+    ",",
+    "(",
+    ")",
+    "-",
+    "1234",
+    "\u0301",
+    "a\u0308\u0301",
+    "\r\n",
+    "\u3000",
+]
 
 TOKENIZERS = {"tiny": tiny_tokenizer(), "minilm": minilm_tokenizer()}
 
@@ -28,8 +58,12 @@ texts = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(text=texts, seed=st.integers(0, 2**16), tokenizer=st.sampled_from(sorted(TOKENIZERS)),
-       aggregation=st.sampled_from(["none", "simple", "first", "average", "max"]))
+@given(
+    text=texts,
+    seed=st.integers(0, 2**16),
+    tokenizer=st.sampled_from(sorted(TOKENIZERS)),
+    aggregation=st.sampled_from(["none", "simple", "first", "average", "max"]),
+)
 def test_entity_text_is_the_input_slice(text, seed, tokenizer, aggregation):
     rng = np.random.default_rng(seed)
     windows = text_windows(TOKENIZERS[tokenizer], text, 12, 3)
@@ -40,8 +74,9 @@ def test_entity_text_is_the_input_slice(text, seed, tokenizer, aggregation):
 
 
 @settings(max_examples=40, deadline=None)
-@given(context=texts, question=texts, seed=st.integers(0, 2**16),
-       tokenizer=st.sampled_from(sorted(TOKENIZERS)))
+@given(
+    context=texts, question=texts, seed=st.integers(0, 2**16), tokenizer=st.sampled_from(sorted(TOKENIZERS))
+)
 def test_answer_is_the_context_slice(context, question, seed, tokenizer):
     rng = np.random.default_rng(seed)
     question = question[:20]  # at most 20 tokens: windows keep room for context beyond the stride

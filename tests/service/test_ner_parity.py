@@ -47,8 +47,9 @@ def reference(request, tiny_checkpoints):
         return out.logits[0].numpy()
 
     def hf(strategy: str):
-        return pipeline("token-classification", model=model, tokenizer=hf_tokenizer,
-                        aggregation_strategy=strategy)
+        return pipeline(
+            "token-classification", model=model, tokenizer=hf_tokenizer, aggregation_strategy=strategy
+        )
 
     return tok, labels, logits_of, hf
 

@@ -32,8 +32,10 @@ def minilm_tokenizer() -> Tokenizer:
 
 
 TOKENIZERS = {"tiny": tiny_tokenizer, "minilm": minilm_tokenizer}
-LONG = ("John Smith visited Paris and London, then the capital of France; Acme Corp works with "
-        "Berlin. Café naïve émoji 😀 北京. ") * 4
+LONG = (
+    "John Smith visited Paris and London, then the capital of France; Acme Corp works with "
+    "Berlin. Café naïve émoji 😀 北京. "
+) * 4
 
 
 @pytest.mark.parametrize("name", TOKENIZERS)
@@ -43,8 +45,16 @@ def test_windows_match_hf_overflow(name, max_length, stride):
 
     tok = TOKENIZERS[name]()
     hf = PreTrainedTokenizerFast(tokenizer_object=TOKENIZERS[name](), model_max_length=10_000)
-    ref = hf(LONG, truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True,
-             return_offsets_mapping=True, return_special_tokens_mask=True, return_token_type_ids=True)
+    ref = hf(
+        LONG,
+        truncation=True,
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_token_type_ids=True,
+    )
     windows = text_windows(tok, LONG, max_length, stride)
     assert len(windows) == len(ref["input_ids"]) >= (2 if max_length < 512 else 1)
     for k, w in enumerate(windows):
@@ -88,8 +98,18 @@ def test_window_arguments_are_checked():
 
 # --- stitching -------------------------------------------------------------------------------
 
-NAMES = {"john": "B-PER", "smith": "I-PER", "paris": "B-LOC", "london": "B-LOC", "acme": "B-ORG",
-         "ac": "B-ORG", "corp": "I-ORG", "berlin": "B-LOC", "new": "B-LOC", "york": "I-LOC"}
+NAMES = {
+    "john": "B-PER",
+    "smith": "I-PER",
+    "paris": "B-LOC",
+    "london": "B-LOC",
+    "acme": "B-ORG",
+    "ac": "B-ORG",
+    "corp": "I-ORG",
+    "berlin": "B-LOC",
+    "new": "B-LOC",
+    "york": "I-LOC",
+}
 
 
 def context_free_logits(tok: Tokenizer, window) -> np.ndarray:
@@ -138,8 +158,15 @@ def test_long_document_entities_in_every_third():
     tok = minilm_tokenizer()
     filler = "the river bank was quiet and the plot of the film was about a city. "
     third = filler * 5
-    text = third + "John Smith lives in Paris. " + third + "Acme Corp works in London. " + third + \
-        "New York and Berlin. " + filler
+    text = (
+        third
+        + "John Smith lives in Paris. "
+        + third
+        + "Acme Corp works in London. "
+        + third
+        + "New York and Berlin. "
+        + filler
+    )
     max_length = 64
     windows = text_windows(tok, text, max_length, 16)
     n_tokens = len(tok.encode(text, add_special_tokens=False).ids)
@@ -147,8 +174,14 @@ def test_long_document_entities_in_every_third():
     logits = [context_free_logits(tok, w) for w in windows]
     got = decode_entities(text, windows, logits, LABELS, "first")
     found = [(e.label, e.text) for e in got]
-    assert found == [("PER", "John Smith"), ("LOC", "Paris"), ("ORG", "Acme Corp"), ("LOC", "London"),
-                     ("LOC", "New York"), ("LOC", "Berlin")]
+    assert found == [
+        ("PER", "John Smith"),
+        ("LOC", "Paris"),
+        ("ORG", "Acme Corp"),
+        ("LOC", "London"),
+        ("LOC", "New York"),
+        ("LOC", "Berlin"),
+    ]
     for e in got:
         assert text[e.start : e.end] == e.text
     thirds = {min(e.start * 3 // len(text), 2) for e in got}
@@ -177,6 +210,8 @@ def test_task_modules_stay_torch_free():
     import subprocess
     import sys
 
-    code = ("import sys, service.tasks.windows, service.tasks.ner, service.tasks.qa; "
-            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, service.tasks.windows, service.tasks.ner, service.tasks.qa; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -29,17 +29,27 @@ def minilm_tokenizer() -> Tokenizer:
 
 TOKENIZERS = {"tiny": tiny_tokenizer, "minilm": minilm_tokenizer}
 QUESTION = "Who visited Paris?"
-CONTEXT = ("John Smithson visited Paris in 1999. Acme Corp works in London and Berlin; "
-           "the capital of France is Paris. Café naïve 😀 北京. ") * 3
+CONTEXT = (
+    "John Smithson visited Paris in 1999. Acme Corp works in London and Berlin; "
+    "the capital of France is Paris. Café naïve 😀 北京. "
+) * 3
 
 
 def hf_windows(tok_factory, question, context, max_seq_len, doc_stride):
     from transformers import PreTrainedTokenizerFast
 
     hf = PreTrainedTokenizerFast(tokenizer_object=tok_factory(), model_max_length=10_000)
-    return hf(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
-              return_overflowing_tokens=True, return_offsets_mapping=True,
-              return_special_tokens_mask=True, return_token_type_ids=True)
+    return hf(
+        question,
+        context,
+        truncation="only_second",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        return_token_type_ids=True,
+    )
 
 
 @pytest.mark.parametrize("name", TOKENIZERS)
@@ -143,8 +153,11 @@ def test_question_and_special_tokens_are_masked():
     (w,) = qa_windows(tok, "who visited paris?", context, 64, 16)
     question_and_seps = [i for i in range(1, len(w)) if not w.text_mask[i]]
     paris = positions_of(w, context, "Paris")
-    s, e = window_logits(w, {i: 50.0 for i in question_and_seps} | {paris[0]: 5.0},
-                         {i: 50.0 for i in question_and_seps} | {paris[-1]: 5.0})
+    s, e = window_logits(
+        w,
+        {i: 50.0 for i in question_and_seps} | {paris[0]: 5.0},
+        {i: 50.0 for i in question_and_seps} | {paris[-1]: 5.0},
+    )
     (answer,) = decode_answers(context, [w], [s], [e])
     assert (answer.answer, answer.start, answer.end) == ("Paris", 19, 24)
     # the masked tokens take no probability mass: the score is the softmax over context + [CLS]
@@ -178,8 +191,9 @@ def test_top_k_is_sorted_and_distinct():
     assert all(a.answer == context[a.start : a.end] and a.answer for a in answers)
     # fewer spans than top_k: all of them, nothing invented
     (one,) = qa_windows(tok, "who?", "Paris", 64, 16)
-    assert [a.answer for a in decode_answers("Paris", [one], [np.zeros(len(one))], [np.zeros(len(one))],
-                                             top_k=5)] == ["Paris"]
+    assert [
+        a.answer for a in decode_answers("Paris", [one], [np.zeros(len(one))], [np.zeros(len(one))], top_k=5)
+    ] == ["Paris"]
 
 
 def test_no_answer_uses_the_lowest_cls_score_over_windows():
