@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -57,6 +58,11 @@ def _serve(args: argparse.Namespace) -> int:
             # Flip /readyz to 503 at the first signal, before uvicorn drains connections.
             begin_shutdown(app)
             super().handle_exit(sig, frame)
+            # uvicorn re-raises captured signals after its graceful shutdown, so the process
+            # would die "killed by SIGTERM"; a drained stop on SIGTERM is a clean exit (0).
+            captured = getattr(self, "_captured_signals", None)
+            if sig == signal.SIGTERM and captured and captured[-1] == sig:
+                captured.pop()
 
     config = uvicorn.Config(
         app,
