@@ -112,12 +112,12 @@ def choose_cpu_defaults(manifest: Manifest, results: dict[str, dict[str, float]]
         winner = "plain" if p_mean >= f_mean else "fused"
         per_shape = ", ".join(f"{s}: plain {results[plain][s]:.0f} / fused {results[fused][s]:.0f}"
                               for s in shapes)
-        why = (f"CPU default: {winner} graph, geometric mean {max(p_mean, f_mean):.0f} vs "
-               f"{min(p_mean, f_mean):.0f} tokens/s ({per_shape}; 2 threads)")
+        why = (f"the {winner} graph is faster on CPU: geometric mean plain {p_mean:.0f} vs fused "
+               f"{f_mean:.0f} tokens/s ({per_shape})")
         for key, graph in ((precision, "plain"), (f"{precision}-fused", "fused")):
             v = variants[key]
             providers = [p for p in v.default_for if p != "cpu"] + (["cpu"] if graph == winner else [])
-            note = "" if graph == winner else "not the CPU default: "
+            note = "CPU default: " if graph == winner else "not the CPU default: "
             if "cuda" in providers:
                 note = "CUDA default (fused attention is the GPU path); " + note
             details = {**v.details, "bench_tokens_per_s": {s: round(results[f"ort {precision} {graph}"][s])

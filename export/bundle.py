@@ -86,6 +86,7 @@ def export_bundle(
         raise ExportError(f"{final}: already exists (pass overwrite=True / --overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out_dir))
+    work.chmod(0o755)  # mkdtemp makes it owner-only; the service may run as another user
     try:
         manifest = _build(info, name, work, precisions, gate_texts, limits, gate_limit, int8_recipe,
                           quick_bench, threads)
