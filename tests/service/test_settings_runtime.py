@@ -1,0 +1,139 @@
+"""Settings, runtime choice, thread sharing and tokenization rules, without serving anything."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.errors import InvalidInput
+from service.manifest import Manifest, Variant
+from service.metrics import Metrics
+from service.registry import Registry
+from service.runtime import choose_runtime
+from service.settings import Settings, SettingsError, load_settings
+from service.tokenization import TextTokenizer
+from tests.tiny import tiny_tokenizer
+
+
+def test_settings_from_env_and_errors_name_the_variable(monkeypatch):
+    monkeypatch.setenv("BERTH_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("BERTH_CORS_ORIGINS", '["https://a.example"]')
+    settings = load_settings(port=9001)
+    assert (
+        settings.max_batch_size == 7
+        and settings.port == 9001
+        and settings.cors_origins == ["https://a.example"]
+    )
+    with pytest.raises(ValidationError):  # frozen: read once, passed down
+        settings.port = 1  # type: ignore[misc]
+    monkeypatch.setenv("BERTH_MAX_WAIT_MS", "soon")
+    with pytest.raises(SettingsError, match="BERTH_MAX_WAIT_MS"):
+        load_settings()
+    monkeypatch.delenv("BERTH_MAX_WAIT_MS")
+    with pytest.raises(SettingsError, match="BERTH_PRECISION"):
+        load_settings(precision="int4")
+
+
+def test_empty_api_key_means_no_key(monkeypatch):
+    monkeypatch.setenv("BERTH_API_KEY", "")
+    assert load_settings().api_key is None
+
+
+def manifest_with(*variants: tuple[str, str, str, list[str]]) -> Manifest:
+    return Manifest(
+        name="m",
+        task="embed",
+        architecture="bert",
+        num_layers=1,
+        hidden_size=4,
+        num_heads=1,
+        max_length=8,
+        inputs=["input_ids", "attention_mask"],
+        outputs=["token_embeddings", "sentence_embedding"],
+        pooling="mean",
+        normalize=True,
+        variants={k: Variant(file=f, precision=p, graph="plain", default_for=d) for k, f, p, d in variants},
+    )
+
+
+CPU = ["CPUExecutionProvider"]
+GPU = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_auto_precision_int8_on_cpu_fp16_on_gpu_with_fp32_fallback():
+    full = manifest_with(
+        ("fp32", "model.onnx", "fp32", ["cpu"]),
+        ("fp32-fused", "model.fused.onnx", "fp32", ["cuda"]),
+        ("int8", "model.int8.onnx", "int8", ["cpu"]),
+        ("fp16", "model.fp16.onnx", "fp16", ["cuda"]),
+    )
+    cpu = choose_runtime(full, "auto", "auto", CPU)
+    assert (cpu.file, cpu.provider, cpu.ort_providers) == (
+        "model.int8.onnx",
+        "cpu",
+        ("CPUExecutionProvider",),
+    )
+    gpu = choose_runtime(full, "auto", "auto", GPU)
+    assert (gpu.file, gpu.provider) == ("model.fp16.onnx", "cuda") and gpu.ort_providers[
+        0
+    ] == "CUDAExecutionProvider"
+    assert (
+        choose_runtime(full, "cuda", "fp32", GPU).file == "model.fused.onnx"
+    )  # the variant declared for cuda
+    assert choose_runtime(full, "cpu", "fp32", GPU).file == "model.onnx"
+    only_fp32 = manifest_with(("fp32", "model.onnx", "fp32", ["cpu"]))
+    assert choose_runtime(only_fp32, "auto", "auto", CPU).precision == "fp32"
+    assert choose_runtime(only_fp32, "auto", "auto", GPU).precision == "fp32"
+    with pytest.raises(ValueError, match="cuda"):
+        choose_runtime(full, "cuda", "auto", CPU)
+
+
+def test_intra_op_threads_never_exceed_cores(monkeypatch, tmp_path):
+    monkeypatch.setattr("service.registry.cpu_count", lambda: 4)
+    auto = Registry(Settings(models_dir=tmp_path), Metrics())
+    assert [auto.threads_per_model(n) for n in (1, 2, 3, 4)] == [4, 2, 1, 1]
+    fixed = Registry(Settings(models_dir=tmp_path, intra_op_threads=2), Metrics())
+    assert (
+        fixed.threads_per_model(1) == 2
+        and fixed.threads_per_model(2) == 2
+        and fixed.threads_per_model(3) == 1
+    )
+
+
+@pytest.fixture
+def tokenizer(tmp_path) -> TextTokenizer:
+    path = tmp_path / "tokenizer.json"
+    tok = tiny_tokenizer()
+    tok.enable_padding(length=64)  # baked-in padding must be switched off on load
+    tok.save(str(path))
+    return TextTokenizer(path, max_length=6, max_chars=40)
+
+
+def test_pairs_get_token_types_and_specials(tokenizer):
+    enc = tokenizer.encode([("the movie", "good")]).encodings[0]
+    assert enc.tokens == ["[CLS]", "the", "movie", "[SEP]", "good", "[SEP]"]
+    assert enc.type_ids == [0, 0, 0, 0, 1, 1]
+
+
+def test_truncation_directions_and_reporting(tokenizer):
+    text = "the movie was good and bad"
+    right = tokenizer.encode([text, "the"], direction="right")
+    assert right.encodings[0].tokens == ["[CLS]", "the", "movie", "was", "good", "[SEP]"]
+    assert right.truncated == [True, False] and right.truncated_count == 1 and right.tokens == 6 + 3
+    left = tokenizer.encode([text], direction="left")
+    assert left.encodings[0].tokens == ["[CLS]", "was", "good", "and", "bad", "[SEP]"]
+    with pytest.raises(InvalidInput) as info:
+        tokenizer.encode(["the", text], truncate=False)
+    assert info.value.param == "inputs.1" and info.value.reason == "too_long"
+    pair = tokenizer.encode([("the movie was", "good and bad")])
+    assert len(pair.encodings[0].ids) == 6 and pair.truncated == [True]
+
+
+def test_character_cap_runs_before_tokenizing(tokenizer):
+    huge = "the " * 1000
+    capped = tokenizer.encode([huge])
+    assert capped.truncated == [True] and len(capped.encodings[0].ids) == 6
+    with pytest.raises(InvalidInput, match="characters"):
+        tokenizer.encode([huge], truncate=False)
+    with pytest.raises(InvalidInput, match="non-empty"):
+        tokenizer.encode([""])
