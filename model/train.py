@@ -15,7 +15,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model.batching import collate, length_bucketed_batches
@@ -50,7 +50,6 @@ class TrainConfig:
     eval_batch_size: int = 64
     problem_type: str | None = None  # classify: inferred from the labels when None
     threshold: float = 0.5  # multi-label decision threshold for evaluation
-    extra: dict = field(default_factory=dict)
 
 
 def infer_problem_type(examples: list) -> str:
@@ -84,17 +83,60 @@ def set_seed(seed: int) -> None:
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train, keep the best epoch by the dev headline metric, write `cfg.out`; returns the summary."""
     import torch
-    from tqdm import tqdm
 
     started = time.time()
     set_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     max_length = cfg.max_length or DEFAULT_MAX_LENGTH[cfg.task]
+    train_examples, dev_examples, labels, problem_type = _read_data(cfg)
+    tokenizer = load_tokenizer(cfg.base)
+    model = build_task_model(cfg.base, cfg.task, labels, problem_type)
+    features = _encode(cfg, tokenizer, train_examples, labels, problem_type, max_length)
+    log(f"{cfg.task}: {len(train_examples)} train examples -> {len(features)} features, "
+        f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}")
+
+    optimizer, scheduler = _optimizer(model, cfg, steps=cfg.epochs * -(-len(features) // cfg.batch_size))
+    lengths = [len(f["input_ids"]) for f in features]
+    rng = random.Random(cfg.seed)
+    eval_options = dict(max_length=max_length, batch_size=cfg.eval_batch_size, doc_stride=cfg.doc_stride,
+                        threshold=cfg.threshold)
+    out = Path(cfg.out)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    epochs, best = [], None
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
+            loss, seconds = _train_epoch(model, tokenizer, features, batches, optimizer, scheduler, cfg,
+                                         desc=f"epoch {epoch}/{cfg.epochs}")
+            t1 = time.time()
+            metrics = evaluate(cfg.task, model, tokenizer, dev_examples, **eval_options)
+            record = {"epoch": epoch, "train_loss": loss, "train_seconds": round(seconds, 1),
+                      "texts_per_s": round(len(features) / seconds, 1),
+                      "eval_seconds": round(time.time() - t1, 1), "dev": metrics}
+            epochs.append(record)
+            improved = best is None or metrics["main"] > best["dev"]["main"]
+            log(f"epoch {epoch}: loss {loss:.4f}, dev {metrics['metric']} "
+                f"{metrics['main']:.4f}{' (best so far, saved)' if improved else ''}, "
+                f"{seconds:.0f} s training, {record['texts_per_s']} texts/s")
+            if improved:
+                best = record
+                save_checkpoint(model, tokenizer, tmp)
+        summary = _summary(cfg, max_length, labels, problem_type, epochs, best, started)
+        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _read_data(cfg: TrainConfig) -> tuple[list, list, list[str] | None, str | None]:
+    """(train examples, dev examples, labels, problem type), dev labels checked against train's."""
     train_examples = read_examples(cfg.train, cfg.format, cfg.task)
     dev_examples = read_examples(cfg.dev, cfg.format, cfg.task)
     if not train_examples or not dev_examples:
         raise ValueError(f"no examples in {cfg.train if not train_examples else cfg.dev}")
-
     labels, problem_type = None, None
     if cfg.task == "classify":
         problem_type = cfg.problem_type or infer_problem_type(train_examples)
@@ -110,82 +152,52 @@ def train(cfg: TrainConfig, log=print) -> dict:
         labels = labels_of_examples("ner", train_examples)
     if labels and problem_type != "regression":
         check_known_labels(cfg.task, dev_examples, labels)
+    return train_examples, dev_examples, labels, problem_type
 
-    tokenizer = load_tokenizer(cfg.base)
-    model = build_task_model(cfg.base, cfg.task, labels, problem_type)
+
+def _encode(cfg: TrainConfig, tokenizer, examples: list, labels: list[str] | None, problem_type: str | None,
+            max_length: int) -> list[dict]:
     label2id = {name: i for i, name in enumerate(labels or [])}
     if cfg.task == "classify":
-        features = encode_classify(tokenizer, train_examples, label2id, problem_type, max_length)
-    elif cfg.task == "ner":
-        features = encode_ner(tokenizer, train_examples, label2id, max_length)
-    else:
-        features, _ = encode_qa(tokenizer, train_examples, max_length, cfg.doc_stride)
-    log(f"{cfg.task}: {len(train_examples)} train examples -> {len(features)} features, "
-        f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}")
+        return encode_classify(tokenizer, examples, label2id, problem_type, max_length)
+    if cfg.task == "ner":
+        return encode_ner(tokenizer, examples, label2id, max_length)
+    return encode_qa(tokenizer, examples, max_length, cfg.doc_stride)[0]
 
-    optimizer, scheduler = _optimizer(model, cfg, steps=cfg.epochs * -(-len(features) // cfg.batch_size))
-    lengths = [len(f["input_ids"]) for f in features]
-    rng = random.Random(cfg.seed)
-    eval_options = dict(max_length=max_length, batch_size=cfg.eval_batch_size, doc_stride=cfg.doc_stride,
-                        threshold=cfg.threshold)
-    token_labels = cfg.task == "ner"
+
+def _train_epoch(model, tokenizer, features: list[dict], batches: list[list[int]], optimizer, scheduler,
+                 cfg: TrainConfig, desc: str) -> tuple[float, float]:
+    """One pass over `batches`; returns (mean loss, seconds). The bar shows loss and texts/s."""
+    import torch
+    from tqdm import tqdm
+
+    model.train()
     # Inputs the model takes, plus its targets; anything else on the features stays out.
     keep = {*input_names(model), "labels", "start_positions", "end_positions"}
-    out = Path(cfg.out)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    epochs, best = [], None
-    train_seconds = 0.0
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
-            t0, seen, loss_sum = time.time(), 0, 0.0
-            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", file=sys.stderr,
-                       mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
-            for step, idx in enumerate(bar, 1):
-                batch = collate([features[i] for i in idx], tokenizer.pad_token_id, token_labels=token_labels)
-                batch = {k: v for k, v in batch.items() if k in keep}
-                loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                seen += len(idx)
-                loss_sum += loss.item()
-                bar.set_postfix(loss=f"{loss_sum / step:.4f}", texts_per_s=f"{seen / (time.time() - t0):.1f}",
-                                refresh=False)
-            bar.close()
-            epoch_seconds = time.time() - t0
-            train_seconds += epoch_seconds
-            t1 = time.time()
-            metrics = evaluate(cfg.task, model, tokenizer, dev_examples, **eval_options)
-            record = {"epoch": epoch, "train_loss": loss_sum / max(len(batches), 1),
-                      "train_seconds": round(epoch_seconds, 1), "texts_per_s": round(seen / epoch_seconds, 1),
-                      "eval_seconds": round(time.time() - t1, 1), "dev": metrics}
-            epochs.append(record)
-            improved = best is None or metrics["main"] > best["dev"]["main"]
-            log(f"epoch {epoch}: loss {record['train_loss']:.4f}, dev {metrics['metric']} "
-                f"{metrics['main']:.4f}{' (best so far, saved)' if improved else ''}, "
-                f"{epoch_seconds:.0f} s training, {record['texts_per_s']} texts/s")
-            if improved:
-                best = record
-                save_checkpoint(model, tokenizer, tmp)
-        summary = _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds, started)
-        (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return summary
+    t0, seen, loss_sum = time.time(), 0, 0.0
+    bar = tqdm(batches, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
+    for step, idx in enumerate(bar, 1):
+        batch = collate([features[i] for i in idx], tokenizer.pad_token_id, token_labels=cfg.task == "ner")
+        loss = model(**{k: v for k, v in batch.items() if k in keep}).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen += len(idx)
+        loss_sum += loss.item()
+        bar.set_postfix(loss=f"{loss_sum / step:.4f}", texts_per_s=f"{seen / (time.time() - t0):.1f}",
+                        refresh=False)
+    bar.close()
+    return loss_sum / max(len(batches), 1), time.time() - t0
 
 
 def command_line(cfg: TrainConfig) -> str:
     """The `berth train` command that reproduces this run, every setting spelled out."""
     parts = ["berth", "train", cfg.task]
     for key, value in asdict(cfg).items():
-        if key in ("task", "extra") or value is None:
+        if key == "task" or value is None:
             continue
         parts += [f"--{key.replace('_', '-')}", shlex.quote(str(value))]
     return " ".join(parts)
@@ -230,7 +242,7 @@ def _replace_dir(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds, started) -> dict:
+def _summary(cfg, max_length, labels, problem_type, epochs, best, started) -> dict:
     import tokenizers
     import torch
     import transformers
@@ -245,7 +257,7 @@ def _summary(cfg, max_length, labels, problem_type, epochs, best, train_seconds,
         "best_epoch": best["epoch"],
         "best": best["dev"]["main"],
         "epochs": epochs,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(sum(e["train_seconds"] for e in epochs), 1),
         "wall_seconds": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": _cpu_model(), "platform": platform.platform()},
