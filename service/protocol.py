@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Absolute caps; the configured limits (settings.max_items, max_chars) are checked on top.
 HARD_MAX_ITEMS = 4096
@@ -174,4 +174,71 @@ class Token(BaseModel):
 class TokenizeResponse(BaseModel):
     model: str
     tokens: list[list[Token]]
+    usage: Usage
+
+
+class NerRequest(_TextsRequest):
+    aggregation: Literal["none", "simple", "first", "average", "max"] = "first"
+    ignore_labels: list[str] = Field(default_factory=lambda: ["O"])
+    threshold: float = Field(0.0, ge=0.0, le=1.0)
+    stride: int | None = Field(None, ge=0, description="tokens shared by consecutive windows of a long text")
+    truncate: Literal[True] = Field(True, description="long texts are windowed, never cut")
+
+
+class Entity(BaseModel):
+    label: str
+    score: float
+    text: str = Field(description="exactly input[start:end]")
+    start: int
+    end: int
+
+
+class NerResponse(BaseModel):
+    model: str
+    results: list[list[Entity]]
+    usage: Usage
+
+
+class QaPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=HARD_MAX_CHARS)
+    context: str = Field(min_length=1, max_length=HARD_MAX_CHARS)
+
+
+class QaRequest(_Request):
+    question: str | None = Field(None, min_length=1, max_length=HARD_MAX_CHARS)
+    context: str | None = Field(None, min_length=1, max_length=HARD_MAX_CHARS)
+    inputs: list[QaPair] | None = Field(None, min_length=1, max_length=HARD_MAX_ITEMS)
+    top_k: int = Field(1, ge=1)
+    max_answer_len: int = Field(30, ge=1, description="tokens")
+    doc_stride: int = Field(128, ge=0, description="context tokens shared by consecutive windows")
+    max_seq_len: int = Field(384, gt=2, description="tokens per window (capped at the model's max_length)")
+    allow_no_answer: bool = False
+
+    @model_validator(mode="after")
+    def _one_form(self) -> QaRequest:
+        single = self.question is not None or self.context is not None
+        if single == (self.inputs is not None) or (
+            single and (self.question is None or self.context is None)
+        ):
+            raise ValueError("give either question and context, or inputs: [{question, context}]")
+        return self
+
+    def pairs(self) -> list[tuple[str, str]]:
+        if self.inputs is not None:
+            return [(p.question, p.context) for p in self.inputs]
+        return [(self.question or "", self.context or "")]
+
+
+class Answer(BaseModel):
+    answer: str = Field(description="exactly context[start:end]; empty with start = end = 0 for no answer")
+    score: float
+    start: int
+    end: int
+
+
+class QaResponse(BaseModel):
+    model: str
+    results: list[list[Answer]]
     usage: Usage

@@ -14,6 +14,7 @@ from service.registry import LoadedModel
 from service.tasks.base import Served
 from service.tasks.classify import ClassifyQuery, classify
 from service.tasks.embed import EmbedQuery, embed
+from service.tasks.spans import NerQuery, QaQuery, SpanServed, ner, qa
 
 router = APIRouter()
 
@@ -23,13 +24,14 @@ _ERROR_MODEL = {
 ERRORS = {status: {"description": text, "content": _ERROR_MODEL} for status, text in ERROR_STATUSES.items()}
 
 
-def json_response(body: object, served: Served | None = None, status: int = 200) -> Response:
+def json_response(body: object, served: Served | SpanServed | None = None, status: int = 200) -> Response:
     """orjson straight from numpy arrays: vectors are most of the bytes we send."""
     headers = {}
     if served is not None:
         headers["x-queue-time-ms"] = f"{served.timing.queue_s * 1000:.2f}"
         headers["x-inference-time-ms"] = f"{served.timing.inference_s * 1000:.2f}"
-        headers["x-tokenize-time-ms"] = f"{served.tokenize_s * 1000:.2f}"
+        if isinstance(served, Served):
+            headers["x-tokenize-time-ms"] = f"{served.tokenize_s * 1000:.2f}"
     content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
@@ -90,6 +92,28 @@ async def classify_route(body: p.ClassifyRequest, request: Request) -> Response:
     )
     results, served = await classify(model, query)
     return json_response({"model": model.name, "results": results, "usage": served.usage}, served)
+
+
+@router.post("/ner", response_model=p.NerResponse, responses=ERRORS, tags=["tasks"])
+async def ner_route(body: p.NerRequest, request: Request) -> Response:
+    """Named entities with exact character offsets; long texts are windowed and stitched."""
+    texts = body.texts()
+    model = _model(request, body.model, "ner", len(texts))
+    query = NerQuery(texts, body.aggregation, tuple(body.ignore_labels), body.threshold, body.stride)
+    served = await ner(model, query)
+    return json_response({"model": model.name, "results": served.results, "usage": served.usage}, served)
+
+
+@router.post("/qa", response_model=p.QaResponse, responses=ERRORS, tags=["tasks"])
+async def qa_route(body: p.QaRequest, request: Request) -> Response:
+    """Extractive answers with character offsets into the context, best first."""
+    pairs = body.pairs()
+    model = _model(request, body.model, "qa", len(pairs))
+    query = QaQuery(
+        pairs, body.top_k, body.max_answer_len, body.doc_stride, body.max_seq_len, body.allow_no_answer
+    )
+    served = await qa(model, query)
+    return json_response({"model": model.name, "results": served.results, "usage": served.usage}, served)
 
 
 @router.post("/tokenize", response_model=p.TokenizeResponse, responses=ERRORS, tags=["tasks"])

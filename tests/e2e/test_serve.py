@@ -38,6 +38,11 @@ def test_every_route_over_http(server):
         ).json()
         assert len(results["results"][0]) == 2
         assert c.post("/tokenize", json={"inputs": "the movie"}).json()["tokens"][0][1]["text"] == "the"
+        text = "john smith went to paris"
+        entities = c.post("/ner", json={"inputs": text, "aggregation": "none", "ignore_labels": []}).json()
+        assert all(text[e["start"] : e["end"]] == e["text"] for e in entities["results"][0])
+        answers = c.post("/qa", json={"question": "where did john go", "context": text, "top_k": 2}).json()
+        assert all(text[a["start"] : a["end"]] == a["answer"] for a in answers["results"][0])
         metrics = c.get("/metrics").text
         assert 'berth_requests_total{route="/embed",status="200"}' in metrics
         assert (

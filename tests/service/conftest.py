@@ -105,6 +105,8 @@ def tiny_bundles(tiny_checkpoints, tmp_path_factory) -> Path:
             "classify",
             "tags",
         ),
+        (tiny_checkpoints("bert", "ner"), "ner", "ents"),
+        (tiny_checkpoints("bert", "qa"), "qa", "reader"),
     ]
     for checkpoint, task, name in specs:
         export_bundle(checkpoint, task, name, root, precisions=("fp32",), quick_bench=False)
