@@ -21,7 +21,7 @@ from export.parity import (
     session_runner,
     task_agreement,
 )
-from export.quantize import DEFAULT_INT8, Int8Recipe, convert_fp16, quantize_int8
+from export.quantize import INT8_RECIPES, Int8Recipe, convert_fp16, quantize_int8
 from service.manifest import TASK_OUTPUTS, TOKENIZER_NAME, Manifest, Pooling, Variant, write_manifest
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def export_bundle(
     pooling: Pooling | None = None,
     normalize: bool | None = None,
     max_length: int | None = None,
-    int8_recipe: Int8Recipe = DEFAULT_INT8,
+    int8_recipes: Sequence[Int8Recipe] = INT8_RECIPES,
     quick_bench: bool = True,
     overwrite: bool = False,
     threads: int = 2,
@@ -88,7 +88,7 @@ def export_bundle(
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out_dir))
     work.chmod(0o755)  # mkdtemp makes it owner-only; the service may run as another user
     try:
-        manifest = _build(info, name, work, precisions, gate_texts, limits, gate_limit, int8_recipe,
+        manifest = _build(info, name, work, precisions, gate_texts, limits, gate_limit, int8_recipes,
                           quick_bench, threads)
         write_manifest(work, manifest)
         if final.exists():
@@ -105,7 +105,7 @@ def export_bundle(
 
 def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str],
            gate_texts: Sequence[Example] | None, limits: Mapping[str, float], gate_limit: int | None,
-           recipe: Int8Recipe, quick_bench: bool, threads: int) -> Manifest:
+           recipes: Sequence[Int8Recipe], quick_bench: bool, threads: int) -> Manifest:
     from export.fusion import fuse
     from export.onnx_export import export_onnx, load_torch_model, torch_outputs
 
@@ -141,12 +141,8 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
     full_ref = reference(full) if full else []
     if "int8" in precisions:
         for key, src, graph in (("int8", "fp32", "plain"), ("int8-fused", "fp32-fused", "fused")):
-            details = quantize_int8(work / FILES[src], work / FILES[key], recipe)
-            run = session_runner(session(work / FILES[key], threads))
-            figures = task_agreement(info.task, info.problem_type, full, full_ref, run_all(run, full))
-            int8_gate(info.task, figures, limits, f"{FILES[key]} int8 vs torch fp32")
-            variants[key] = Variant(file=FILES[key], precision="int8", graph=graph, parity=figures,
-                                    fused_ops=fused_ops if graph == "fused" else {}, details=details)
+            variants[key] = _int8_variant(info, work, key, src, graph, recipes, full, full_ref, limits,
+                                          threads, fused_ops if graph == "fused" else {})
     if "fp16" in precisions:
         variants["fp16"] = _fp16_variant(info, work, full, full_ref, limits, fused_ops)
 
@@ -167,6 +163,29 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
         results = bench_bundle(work, QUICK_SHAPES, threads=threads, seconds=0.5, with_torch=False)
         manifest = choose_cpu_defaults(manifest, results)
     return manifest
+
+
+def _int8_variant(info: CheckpointInfo, work: Path, key: str, src: str, graph: str,
+                  recipes: Sequence[Int8Recipe], batches, reference, limits: Mapping[str, float],
+                  threads: int, fused_ops: dict[str, int]) -> Variant:
+    """The first recipe (fastest first) whose int8 graph passes the task gate; GateError if none."""
+    tried: list[dict[str, object]] = []
+    error: GateError | None = None
+    for recipe in recipes:
+        details = quantize_int8(work / FILES[src], work / FILES[key], recipe)
+        run = session_runner(session(work / FILES[key], threads))
+        figures = task_agreement(info.task, info.problem_type, batches, reference, run_all(run, batches))
+        tried.append({"keep_fp32": list(recipe.keep_fp32), "per_channel": recipe.per_channel, **figures})
+        try:
+            int8_gate(info.task, figures, limits, f"{FILES[key]} int8 vs torch fp32")
+        except GateError as exc:
+            error = exc
+            log.warning("%s: recipe %s failed: %s", FILES[key], recipe.describe(), exc)
+            continue
+        return Variant(file=FILES[key], precision="int8", graph=graph, parity=figures, fused_ops=fused_ops,
+                       details={**details, "recipes_tried": tried})
+    assert error is not None, "no int8 recipe given"
+    raise GateError(f"{error} (after {len(tried)} recipe(s))") from error
 
 
 def _fp16_variant(info: CheckpointInfo, work: Path, batches, reference, limits: Mapping[str, float],

@@ -131,3 +131,23 @@ def test_fp16_variant_is_written_and_marked_unverified_without_gpu(tiny_checkpoi
     assert variant.default_for == ["cuda"]
     gpu = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     assert variant.details["gpu_verified"] is gpu
+
+
+def test_int8_falls_back_to_the_next_recipe_when_a_gate_fails(tiny_checkpoints, tmp_path):
+    from export.quantize import Int8Recipe
+
+    # Per-tensor loses some token labels on this model; keeping every node fp32 loses none.
+    recipes = (Int8Recipe(per_channel=False), Int8Recipe(keep_fp32=("*",)))
+    bundle = export_bundle(tiny_checkpoints("bert", "ner"), "ner", "m", tmp_path, precisions=("fp32", "int8"),
+                           thresholds={"ner_agreement": 1.0}, gate_limit=40, quick_bench=False,
+                           int8_recipes=recipes)
+    details = load_manifest(bundle).variants["int8"].details
+    tried = details["recipes_tried"]
+    assert [t["per_channel"] for t in tried] == [False, True]
+    assert tried[0]["agreement"] < 1.0 <= tried[1]["agreement"]
+    assert details["recipe"]["keep_fp32"] == ["*"]
+
+    with pytest.raises(GateError, match=r"after 2 recipe\(s\)"):
+        export_bundle(tiny_checkpoints("bert", "ner"), "ner", "m2", tmp_path, precisions=("fp32", "int8"),
+                      thresholds={"ner_agreement": 1.01}, gate_limit=40, quick_bench=False,
+                      int8_recipes=recipes)
