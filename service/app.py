@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -28,11 +30,15 @@ from service.settings import Settings
 log = logging.getLogger("berth.app")
 access_log = logging.getLogger("berth.access")
 
-# No API key on these: orchestrators probe them, Prometheus scrapes without credentials.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"})
+# No API key on these: orchestrators probe them. /metrics joins them with BERTH_METRICS_PUBLIC.
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 KNOWN_ROUTES = frozenset(
-    {"/embed", "/v1/embeddings", "/classify", "/ner", "/qa", "/tokenize", "/models"} | OPEN_PATHS
+    {"/embed", "/v1/embeddings", "/classify", "/ner", "/qa", "/tokenize", "/models", "/metrics"}
+    | {"/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+    | HEALTH_PATHS
 )
+# Status recorded (log, metrics) for a request whose client left before the answer; never sent.
+CLIENT_CLOSED = 499
 
 
 @dataclass
@@ -41,6 +47,8 @@ class AppState:
     metrics: Metrics
     registry: Registry
     shutting_down: bool = False
+    # Requests accepted before shutdown began and not finished yet; the drain waits for zero.
+    in_flight: int = 0
 
 
 def _error_response(
@@ -62,6 +70,7 @@ class EdgeMiddleware:
         self.state = state
         key = state.settings.api_key
         self._key = f"Bearer {key.get_secret_value()}".encode() if key else None
+        self._open = HEALTH_PATHS | ({"/metrics"} if state.settings.metrics_public else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,6 +83,9 @@ class EdgeMiddleware:
         path = scope["path"]
         status_box = [500]
         started = [False]
+        counted = path not in HEALTH_PATHS and not self.state.shutting_down
+        if counted:
+            self.state.in_flight += 1
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -84,12 +96,15 @@ class EdgeMiddleware:
 
         try:
             rejection = self._reject(scope, headers, path)
+            body: bytes | None = None
             if rejection is None:
-                receive, rejection = await self._limit_body(receive, headers)
+                body, rejection = await self._limit_body(receive)
             if rejection is not None:
                 await rejection(scope, receive, send_with_id)
-            else:
-                await self.app(scope, receive, send_with_id)
+            elif body is None:
+                status_box[0] = CLIENT_CLOSED  # gone before its body was complete
+            elif not await self._run_until_disconnect(scope, body, receive, send_with_id, started):
+                status_box[0] = CLIENT_CLOSED
         except Exception as exc:
             # A bug: the traceback goes to the log with the request id, the caller gets neither.
             log.error("unhandled error in request %s", request_id, exc_info=exc)
@@ -97,6 +112,8 @@ class EdgeMiddleware:
                 body = _error_response(500, "internal_error", f"internal error (request id {request_id})")
                 await body(scope, receive, send_with_id)
         finally:
+            if counted:
+                self.state.in_flight -= 1
             elapsed = time.perf_counter() - start
             route = path if path in KNOWN_ROUTES else "other"
             metrics = self.state.metrics
@@ -119,7 +136,7 @@ class EdgeMiddleware:
                 )
 
     def _reject(self, scope: Scope, headers: dict[bytes, bytes], path: str) -> Response | None:
-        if self._key is not None and path not in OPEN_PATHS and scope["method"] != "OPTIONS":
+        if self._key is not None and path not in self._open and scope["method"] != "OPTIONS":
             given = headers.get(b"authorization", b"")
             if not hmac.compare_digest(given, self._key):
                 return _error_response(
@@ -136,43 +153,63 @@ class EdgeMiddleware:
             )
         return None
 
-    async def _limit_body(
-        self, receive: Receive, headers: dict[bytes, bytes]
-    ) -> tuple[Receive, Response | None]:
-        """Read the body up front, counting, so a chunked body cannot pass the limit either."""
+    async def _limit_body(self, receive: Receive) -> tuple[bytes | None, Response | None]:
+        """Read the body up front, counting, so a chunked body cannot pass the limit either.
+
+        (None, None) when the client disconnected before the body was complete.
+        """
         limit = self.state.settings.max_body_bytes
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                # Disconnected before the body was complete: hand the message on as is.
-                return _replay([message]), None
+                return None, None
             body = message.get("body", b"")
             size += len(body)
             if size > limit:
-                return receive, _error_response(
+                return None, _error_response(
                     413, "payload_too_large", f"body over the limit of {limit} bytes"
                 )
             chunks.append(body)
             if not message.get("more_body", False):
-                break
-        return _replay(
-            [{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive
-        ), None
+                return b"".join(chunks), None
 
+    async def _run_until_disconnect(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, started: list[bool]
+    ) -> bool:
+        """Run the app; if the client goes away before the answer starts, cancel it (False).
 
-def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
-    queue = list(messages)
+        Once the body is read, the only message a server sends is http.disconnect, so a task
+        waiting on it notices a client that left; cancelling the handler drops its queued items
+        before they reach the model (the batcher counts them as cancelled).
+        """
+        disconnect = asyncio.ensure_future(receive())
+        replayed = False
 
-    async def receive() -> Message:
-        if queue:
-            return queue.pop(0)
-        if then is not None:
-            return await then()  # e.g. http.disconnect while the handler runs
-        return {"type": "http.disconnect"}
+        async def app_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await asyncio.shield(disconnect)
 
-    return receive
+        handler = asyncio.ensure_future(self.app(scope, app_receive, send))
+        try:
+            await asyncio.wait({handler, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            if not handler.done() and not started[0]:
+                handler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await handler
+                return False
+            await handler  # re-raises the handler's own error for the 500 answer
+            return True
+        finally:
+            disconnect.cancel()
+            if not handler.done():  # we were cancelled ourselves: take the handler down too
+                handler.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await handler
 
 
 def install_error_handlers(app: FastAPI) -> None:

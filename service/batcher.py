@@ -154,8 +154,17 @@ class Batcher(Generic[T, R]):
             # gather was cancelled with its futures: the loop drops them before they run.
             self._observer.on_rejected("deadline")
             raise DeadlineExceeded(f"request not served within {timeout_s:g} s") from None
+        except asyncio.CancelledError:
+            # The caller went away: items still queued are dropped before they run.
+            if not all(f.done() and not f.cancelled() for f in futures):
+                self._observer.on_rejected("cancelled")
+            for f in futures:
+                f.cancel()
+            self._drop_dead()
+            self._observer.on_queue(len(self._queue), self._queued_tokens)
+            raise
         except BaseException:
-            # One item failed or the caller went away: its siblings need not run either.
+            # One item failed: its siblings need not run either.
             for f in futures:
                 f.cancel()
             raise

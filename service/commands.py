@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,15 +55,36 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
 
     class Server(uvicorn.Server):
+        """uvicorn, with a drain before the listening socket closes.
+
+        First SIGTERM/SIGINT: /readyz answers 503 at once and new task requests get 503 over the
+        still-open socket, so probes and clients see the state instead of a refused connection.
+        uvicorn is told to exit (close the socket, then wait for connections) once every accepted
+        request has finished and `shutdown_grace_s` has passed, or after `request_timeout_s`.
+        A second signal exits at once.
+        """
+
+        drain_from: float | None = None
+
         def handle_exit(self, sig: int, frame: object) -> None:
-            # Flip /readyz to 503 at the first signal, before uvicorn drains connections.
-            begin_shutdown(app)
+            if self.drain_from is None:
+                self.drain_from = time.monotonic()
+                begin_shutdown(app)
+                return
             super().handle_exit(sig, frame)
             # uvicorn re-raises captured signals after its graceful shutdown, so the process
             # would die "killed by SIGTERM"; a drained stop on SIGTERM is a clean exit (0).
             captured = getattr(self, "_captured_signals", None)
             if sig == signal.SIGTERM and captured and captured[-1] == sig:
                 captured.pop()
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_from is not None and not self.should_exit:
+                waited = time.monotonic() - self.drain_from
+                drained = app.state.berth.in_flight == 0 and waited >= settings.shutdown_grace_s
+                if drained or waited >= max(settings.shutdown_grace_s, settings.request_timeout_s):
+                    self.should_exit = True
+            return await super().on_tick(counter)
 
     config = uvicorn.Config(
         app,

@@ -30,7 +30,7 @@ class Metrics:
         self.truncated = Counter("berth_truncated_total", "Inputs truncated", MT, registry=r)
         self.rejected = Counter(
             "berth_rejected_total",
-            "Requests refused (overloaded, too_long, invalid, deadline)",
+            "Requests refused or dropped (overloaded, too_long, invalid, deadline, cancelled)",
             [*MT, "reason"],
             registry=r,
         )

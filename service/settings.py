@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     max_items: int = Field(256, gt=0, description="inputs per request")
     max_chars: int = Field(50_000, gt=0, description="characters per input, checked before tokenizing")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline of a request while queued")
+    shutdown_grace_s: float = Field(
+        0.0, ge=0, description="after SIGTERM, keep the socket open (503 to new work) at least this long"
+    )
 
     # Runtime.
     provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
@@ -49,6 +52,8 @@ class Settings(BaseSettings):
     # Security and logging.
     api_key: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    # Prometheus scrapers often carry no credentials; opening /metrics is an explicit choice.
+    metrics_public: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
 

@@ -55,11 +55,15 @@ class TextTokenizer:
         # Bundles should have neither baked in; a sentence-transformers file pads to 128 otherwise.
         base.no_padding()
         base.no_truncation()
+        # "[CLS]" typed by a user is text, not the special id: otherwise a caller could inject
+        # separators or masks into what the model sees (tokenizers matches them in raw text).
+        base.encode_special_tokens = True
         self.plain = base
         self._truncating: dict[str, Tokenizer] = {}
         for direction in ("right", "left"):
             tok = Tokenizer.from_str(base.to_str())
             tok.enable_truncation(max_length, strategy="longest_first", direction=direction)
+            tok.encode_special_tokens = True  # not carried by to_str()
             self._truncating[direction] = tok
         self.max_length = max_length
         self.max_chars = max_chars
