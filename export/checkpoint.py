@@ -203,7 +203,11 @@ def read_checkpoint(
         positions -= int(config.get("pad_token_id", 1)) + 1
     tok_config = path / "tokenizer_config.json"
     tok_max = _read_json(tok_config).get("model_max_length") if tok_config.is_file() else None
-    declared = max_length or st_max or (tok_max if isinstance(tok_max, int) and tok_max < 100_000 else None)
+    # The length a `berth train` head was fine-tuned at, when the checkpoint says so.
+    trained = path / "berth_train.json"
+    train_max = _read_json(trained).get("args", {}).get("max_length") if trained.is_file() else None
+    declared = (max_length or st_max or train_max
+                or (tok_max if isinstance(tok_max, int) and tok_max < 100_000 else None))
     resolved_max = min(int(declared or positions), positions)
 
     return CheckpointInfo(

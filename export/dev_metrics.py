@@ -27,14 +27,15 @@ class OrtTaskModel:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.inputs = input_names
         # model.heads.input_names() reads forward's signature; expose exactly the graph's inputs.
-        params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in input_names]
-        self.forward.__func__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        def forward(**inputs):
+            return self(**inputs)
+
+        params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in input_names]
+        forward.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        self.forward = forward
 
     def eval(self) -> OrtTaskModel:
         return self
-
-    def forward(self, **inputs):
-        return self(**inputs)
 
     def __call__(self, **inputs) -> dict:
         import torch

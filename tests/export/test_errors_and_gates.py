@@ -151,3 +151,13 @@ def test_int8_falls_back_to_the_next_recipe_when_a_gate_fails(tiny_checkpoints, 
         export_bundle(tiny_checkpoints("bert", "ner"), "ner", "m2", tmp_path, precisions=("fp32", "int8"),
                       thresholds={"ner_agreement": 1.01}, gate_limit=40, quick_bench=False,
                       int8_recipes=recipes)
+
+
+def test_max_length_prefers_the_training_length_and_caps_at_positions(checkpoint_copy):
+    ckpt = checkpoint_copy("roberta", "classify")
+    # The tokenizer's model_max_length (128) by default.
+    assert read_checkpoint(ckpt, "classify").max_length == 128
+    (ckpt / "berth_train.json").write_text(json.dumps({"args": {"max_length": 40}}))
+    assert read_checkpoint(ckpt, "classify").max_length == 40
+    # RoBERTa numbers positions from padding_idx + 1 (pad id 0 here): 130 - 1 usable.
+    assert read_checkpoint(ckpt, "classify", max_length=1000).max_length == 129

@@ -123,3 +123,19 @@ def test_cli_reports_unexportable_checkpoint(tiny_checkpoints, tmp_path, capsys)
     assert rc == 1
     err = capsys.readouterr().err
     assert "config.json" in err and "ForTokenClassification" in err
+
+
+def test_dev_metrics_through_onnx_equal_torch_for_fp32(tiny_checkpoints, tmp_path):
+    """The ONNX adapter feeds model/'s own evaluation: fp32 must reproduce torch's figures."""
+    from export.dev_metrics import compare
+
+    ckpt = tiny_checkpoints("bert", "classify")
+    bundle = export_bundle(ckpt, "classify", "m", tmp_path, precisions=("fp32",), quick_bench=False)
+    data = tmp_path / "dev.txt"
+    data.write_text("4 ||| the movie was great\n0 ||| an awful plot\n3 ||| good acting\n1 ||| a bad film\n"
+                    "4 ||| great film , great acting\n0 ||| the plot was bad and the acting awful\n")
+    result = compare(bundle, data, "sst2", precision="fp32", threads=1)
+    assert result["metric"] == "accuracy" and result["file"] == "model.onnx"
+    assert result["torch_all"]["examples"] == 6
+    assert result["onnx_all"]["accuracy"] == result["torch_all"]["accuracy"]
+    assert result["onnx_all"]["macro_f1"] == pytest.approx(result["torch_all"]["macro_f1"])
