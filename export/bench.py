@@ -35,7 +35,7 @@ def synthetic_feeds(inputs: Sequence[str], vocab_size: int, batch: int, seq: int
 def tokens_per_second(run: Callable[[dict[str, np.ndarray]], object], feeds: dict[str, np.ndarray],
                       min_seconds: float, min_repeats: int = 3) -> float:
     """Median tokens/s over repeats of one call after a warm-up call."""
-    run(feeds)
+    run(feeds)  # warm-up: first-shape allocations and kernel selection
     tokens = feeds["input_ids"].size
     times: list[float] = []
     started = time.perf_counter()
@@ -69,8 +69,13 @@ def _torch_runner(manifest: Manifest, threads: int):
 
 
 def bench_bundle(bundle_dir: Path, shapes: Sequence[tuple[int, int]] = FULL_SHAPES, threads: int = 2,
-                 seconds: float = 2.0, with_torch: bool = True) -> dict[str, dict[str, float]]:
-    """tokens/s per engine per shape ("8x64"), all measured in this one run, interleaved by shape."""
+                 seconds: float = 2.0, with_torch: bool = True,
+                 rounds: int = 5) -> dict[str, dict[str, float]]:
+    """tokens/s per engine per shape ("8x64"), all measured in this one run.
+
+    The engines take turns within each of `rounds` rounds and the median round counts, so a burst
+    of load from a neighbour hits every engine alike instead of skewing one ratio.
+    """
     from tokenizers import Tokenizer
 
     from export.parity import session, session_runner
@@ -89,8 +94,12 @@ def bench_bundle(bundle_dir: Path, shapes: Sequence[tuple[int, int]] = FULL_SHAP
     results: dict[str, dict[str, float]] = {engine: {} for engine in runners}
     for batch, seq in shapes:
         feeds = synthetic_feeds(manifest.inputs, vocab, batch, min(seq, manifest.max_length))
-        for engine, run in runners.items():
-            results[engine][f"{batch}x{seq}"] = tokens_per_second(run, feeds, seconds)
+        samples: dict[str, list[float]] = {engine: [] for engine in runners}
+        for _ in range(rounds):
+            for engine, run in runners.items():
+                samples[engine].append(tokens_per_second(run, feeds, seconds / rounds, min_repeats=2))
+        for engine, values in samples.items():
+            results[engine][f"{batch}x{seq}"] = statistics.median(values)
     return results
 
 

@@ -160,7 +160,7 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
         from export.bench import QUICK_SHAPES, bench_bundle, choose_cpu_defaults
 
         write_manifest(work, manifest)
-        results = bench_bundle(work, QUICK_SHAPES, threads=threads, seconds=0.5, with_torch=False)
+        results = bench_bundle(work, QUICK_SHAPES, threads=threads, seconds=1.0, with_torch=False, rounds=3)
         manifest = choose_cpu_defaults(manifest, results)
     return manifest
 
