@@ -6,7 +6,7 @@ import base64
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from service import protocol as p
 from service.errors import ERROR_STATUSES, InvalidInput, NotReady, ShuttingDown, error_body
@@ -165,7 +165,7 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "reason": reason, "failed": failed})
 
 
-@router.get("/metrics", tags=["service"])
+@router.get("/metrics", tags=["service"], response_class=PlainTextResponse, responses={401: ERRORS[401]})
 async def metrics_route(request: Request) -> Response:
     """Prometheus text format."""
     from prometheus_client import CONTENT_TYPE_LATEST
