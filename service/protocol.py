@@ -45,6 +45,17 @@ def check_texts(texts: list) -> None:
                 raise ValueError(f"input {i} is an empty string")
             if len(part) > HARD_MAX_CHARS:
                 raise ValueError(f"input {i} is longer than {HARD_MAX_CHARS} characters")
+            check_encodable(part, f"input {i}")
+
+
+def check_encodable(text: str, what: str) -> str:
+    """Refuse text that is not Unicode: JSON's "\\ud800" escape decodes to a lone surrogate."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{what} holds an unpaired surrogate at character {exc.start}") from None
+    return text
 
 
 class EmbedRequest(_TextsRequest):
@@ -205,6 +216,11 @@ class QaPair(BaseModel):
     question: str = Field(min_length=1, max_length=HARD_MAX_CHARS)
     context: str = Field(min_length=1, max_length=HARD_MAX_CHARS)
 
+    @field_validator("question", "context")
+    @classmethod
+    def _unicode(cls, value: str) -> str:
+        return check_encodable(value, "the text")
+
 
 class QaRequest(_Request):
     question: str | None = Field(None, min_length=1, max_length=HARD_MAX_CHARS)
@@ -215,6 +231,11 @@ class QaRequest(_Request):
     doc_stride: int = Field(128, ge=0, description="context tokens shared by consecutive windows")
     max_seq_len: int = Field(384, gt=2, description="tokens per window (capped at the model's max_length)")
     allow_no_answer: bool = False
+
+    @field_validator("question", "context")
+    @classmethod
+    def _unicode(cls, value: str | None) -> str | None:
+        return value if value is None else check_encodable(value, "the text")
 
     @model_validator(mode="after")
     def _one_form(self) -> QaRequest:
