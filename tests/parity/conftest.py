@@ -30,12 +30,34 @@ def qa_checkpoint() -> Path:
     return _checkpoint("qa")
 
 
-@pytest.fixture(scope="session")
-def real_bundles(ner_checkpoint, qa_checkpoint, tmp_path_factory) -> Path:
-    """fp32 + int8 bundles `ner` and `qa` of the fine-tuned checkpoints (minutes: int8 gates)."""
+def _bundles(checkpoint: Path, task: str, root: Path) -> Path:
     from export.bundle import export_bundle
 
-    root = tmp_path_factory.mktemp("real-bundles")
-    export_bundle(ner_checkpoint, "ner", "ner", root, precisions=("fp32", "int8"), quick_bench=False)
-    export_bundle(qa_checkpoint, "qa", "qa", root, precisions=("fp32", "int8"), quick_bench=False)
+    export_bundle(checkpoint, task, task, root, precisions=("fp32", "int8"), quick_bench=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def ner_bundles(ner_checkpoint, tmp_path_factory) -> Path:
+    """A models dir with bundle `ner` (fp32 + int8) of the fine-tuned checkpoint (a minute or two)."""
+    return _bundles(ner_checkpoint, "ner", tmp_path_factory.mktemp("ner-bundles"))
+
+
+@pytest.fixture(scope="session")
+def qa_bundles(qa_checkpoint, tmp_path_factory) -> Path:
+    """A models dir with bundle `qa` (fp32 + int8) of the fine-tuned checkpoint."""
+    return _bundles(qa_checkpoint, "qa", tmp_path_factory.mktemp("qa-bundles"))
+
+
+@pytest.fixture(scope="session")
+def figures() -> dict:
+    """Measured figures, written as JSON at the session's end (BERTH_PARITY_FIGURES, default
+    /tmp/berth-parity-figures.json) for docs/ner-qa.md."""
+    found: dict = {}
+    yield found
+    if found:
+        import json
+
+        out = Path(os.environ.get("BERTH_PARITY_FIGURES", "/tmp/berth-parity-figures.json"))
+        old = json.loads(out.read_text()) if out.is_file() else {}
+        out.write_text(json.dumps({**old, **found}, indent=2, default=str))
