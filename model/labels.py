@@ -27,7 +27,7 @@ def check_known_labels(task: str, examples: list, known: list[str], what: str = 
                 first_seen[label] = ex.source
     if first_seen:
         listing = "; ".join(f"{label!r} (first at {src})" for label, src in sorted(first_seen.items()))
-        source = next(iter(first_seen.values())).rsplit(":", 1)[0] if first_seen else what
+        source = next(iter(first_seen.values())).rsplit(":", 1)[0]
         raise DataFormatError(
             source, None,
             f"{len(first_seen)} label(s) in the {what} data never seen in training: {listing}",

@@ -114,6 +114,16 @@ def test_reload_gives_the_same_dev_metric(tmp_path, tiny_checkpoints, capsys):
     assert printed["precision"] == pytest.approx(best["precision"], abs=1e-9)
 
 
+def test_same_seed_same_run_other_seed_other_run(tmp_path, tiny_checkpoints):
+    base = tiny_checkpoints("bert", "base")
+    tr = toydata.write_sst(tmp_path / "train.txt", 24)
+    runs = [_train(tmp_path / str(i), base, "classify", "sst2", tr, tr, epochs=2, seed=seed)[0]
+            for i, seed in enumerate((7, 7, 8))]
+    losses = [[e["train_loss"] for e in run["epochs"]] for run in runs]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
 def test_existing_output_is_replaced_whole(tmp_path, tiny_checkpoints):
     base = tiny_checkpoints("bert", "base")
     tr = toydata.write_sst(tmp_path / "train.txt", 16)
