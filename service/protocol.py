@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # Absolute caps; the configured limits (settings.max_items, max_chars) are checked on top.
 HARD_MAX_ITEMS = 4096
 HARD_MAX_CHARS = 1_000_000
+HARD_MAX_ANSWER_TOKENS = 1024
 
 NonEmptyText = Field(min_length=1, max_length=HARD_MAX_CHARS)
 
@@ -227,7 +228,8 @@ class QaRequest(_Request):
     context: str | None = Field(None, min_length=1, max_length=HARD_MAX_CHARS)
     inputs: list[QaPair] | None = Field(None, min_length=1, max_length=HARD_MAX_ITEMS)
     top_k: int = Field(1, ge=1)
-    max_answer_len: int = Field(30, ge=1, description="tokens")
+    # Capped: the decoder scores context tokens × max_answer_len candidate spans per window.
+    max_answer_len: int = Field(30, ge=1, le=HARD_MAX_ANSWER_TOKENS, description="tokens")
     doc_stride: int = Field(128, ge=0, description="context tokens shared by consecutive windows")
     max_seq_len: int = Field(384, gt=2, description="tokens per window (capped at the model's max_length)")
     allow_no_answer: bool = False

@@ -7,6 +7,7 @@ a few examples per route; the slow variant (`pytest -m slow tests/reliability`) 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -57,6 +58,16 @@ def served(request, tmp_path_factory) -> Iterator[tuple[str, schemathesis.BaseSc
         yield url, schemathesis.openapi.from_dict(spec), request.param
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# The server runs in this process: a request that makes it allocate without bound fails here
+# instead of taking the machine down (max_answer_len=10**9 once asked for tens of GB).
+RSS_LIMIT_MB = 2048
+
+
 def operation(schema: schemathesis.BaseSchema, method: str, path: str):
     for result in schema.get_all_operations():
         op = result.ok()
@@ -81,6 +92,7 @@ def fuzz(served, method: str, path: str, mode: GenerationMode, examples: int) ->
                 kwargs["method"], kwargs["url"], headers={**headers, **AUTH}, **_body(kwargs)
             )
             statuses.append(with_key.status_code)
+            assert rss_mb() < RSS_LIMIT_MB, (path, case.body)
             assert with_key.status_code < 500, (path, case.body, with_key.text)
             if with_key.status_code >= 400:
                 error_of(with_key)

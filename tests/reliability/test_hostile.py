@@ -142,6 +142,8 @@ async def test_lone_surrogate_escape_is_422_naming_the_field(client):
         ("/ner", {"inputs": "x", "threshold": "high"}, "threshold"),
         ("/qa", {"question": 1, "context": "c"}, "question"),
         ("/qa", {"inputs": [{"question": "q", "context": 2}]}, "inputs"),
+        # Not a type error but the same family: a size that would make the decoder allocate GBs.
+        ("/qa", {"question": "q", "context": "c", "max_answer_len": 10**9}, "max_answer_len"),
     ],
 )
 async def test_numbers_where_strings_are_expected(client, route, body, param):
