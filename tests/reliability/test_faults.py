@@ -4,53 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from service.registry import ort_runtime_factory
 from service.settings import Settings
-from tests.reliability.conftest import error_of
-from tests.service.conftest import FAKE_HIDDEN, serve_in_process, write_fake_bundle
-from tests.tiny import tiny_tokenizer
-
-
-def embedding_onnx(path: Path, vocab: int, hidden: int = FAKE_HIDDEN) -> None:
-    """A real, minimal embed graph: token_embeddings = E[input_ids], sentence = their mean."""
-    rng = np.random.default_rng(0)
-    table = numpy_helper.from_array(rng.standard_normal((vocab, hidden)).astype(np.float32), "E")
-    seq = ["batch", "seq"]
-    inputs = [
-        helper.make_tensor_value_info(n, TensorProto.INT64, seq)
-        for n in ("input_ids", "attention_mask", "token_type_ids")
-    ]
-    # The mask and token types take part (multiplied in) so the graph keeps all three inputs.
-    nodes = [
-        helper.make_node("Gather", ["E", "input_ids"], ["gathered"]),
-        helper.make_node("Add", ["attention_mask", "token_type_ids"], ["m_plus_t"]),
-        helper.make_node("Cast", ["m_plus_t"], ["m_float"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["m_float", "axis2"], ["m3"]),
-        helper.make_node("Mul", ["gathered", "m3"], ["token_embeddings"]),
-        helper.make_node("ReduceMean", ["token_embeddings"], ["sentence_embedding"], axes=[1], keepdims=0),
-    ]
-    axis2 = numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2")
-    outputs = [
-        helper.make_tensor_value_info("token_embeddings", TensorProto.FLOAT, [*seq, hidden]),
-        helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden]),
-    ]
-    graph = helper.make_graph(nodes, "tiny-embed", inputs, outputs, initializer=[table, axis2])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def real_bundle(root: Path, name: str) -> Path:
-    path = write_fake_bundle(root, name, "embed")
-    embedding_onnx(path / "model.onnx", tiny_tokenizer().get_vocab_size())
-    return path
+from tests.reliability.conftest import error_of, real_bundle
+from tests.service.conftest import FAKE_HIDDEN, serve_in_process
 
 
 async def test_corrupt_truncated_missing_onnx_reported_by_name_others_serve(tmp_path):
