@@ -119,6 +119,19 @@ class Batcher(Generic[T, R]):
     def queued_tokens(self) -> int:
         return self._queued_tokens
 
+    def check_room(self) -> None:
+        """Refuse (429) before any work when the queue has no room left at all.
+
+        Callers check this before tokenizing: under overload a refused request should cost
+        almost nothing, or refusing steals the cores the model needs.
+        """
+        if self._queue and self._queued_tokens >= self.config.max_queue_tokens:
+            self._observer.on_rejected("overloaded")
+            raise Overloaded(
+                f"queue of model {self._name!r} is full ({self._queued_tokens} tokens waiting)",
+                retry_after_s=self._retry_after(0),
+            )
+
     async def submit(self, item: T, tokens: int, timeout_s: float | None = None) -> R:
         results, _ = await self.submit_many([item], [tokens], timeout_s)
         return results[0]

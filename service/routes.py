@@ -42,7 +42,10 @@ def _model(request: Request, name: str | None, task: str, count: int) -> LoadedM
         raise ShuttingDown("the service is shutting down")
     if count > state.settings.max_items:
         raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param="inputs")
-    return state.registry.get(name, task)
+    model = state.registry.get(name, task)
+    if model.batcher is not None:
+        model.batcher.check_room()  # a full queue refuses before tokenizing
+    return model
 
 
 @router.post("/embed", response_model=p.EmbedResponse, responses=ERRORS, tags=["tasks"])
