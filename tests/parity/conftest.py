@@ -32,8 +32,14 @@ def qa_checkpoint() -> Path:
 
 def _bundles(checkpoint: Path, task: str, root: Path) -> Path:
     from export.bundle import export_bundle
+    from export.parity import GateError
 
-    export_bundle(checkpoint, task, task, root, precisions=("fp32", "int8"), quick_bench=False)
+    try:
+        export_bundle(checkpoint, task, task, root, precisions=("fp32", "int8"), quick_bench=False)
+    except GateError:
+        # The int8 gate refuses the variant (the weak SQuAD model's QA int8 did at 0.88 agreement):
+        # fp32 alone still serves the parity checks; the int8 quality test says it is missing.
+        export_bundle(checkpoint, task, task, root, precisions=("fp32",), quick_bench=False)
     return root
 
 

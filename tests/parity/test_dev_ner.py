@@ -27,16 +27,19 @@ def dev(shared_data):
 
 
 def word_tags(tokens: list[str], entities: list[dict]) -> list[str]:
-    """IOB2 tags of a space-joined sentence's words from entity character spans."""
-    starts, at = [], 0
-    for t in tokens:
-        starts.append(at)
-        at += len(t) + 1
-    tags = ["O"] * len(tokens)
-    for e in entities:
-        inside = [i for i, s in enumerate(starts) if s >= e["start"] and s + len(tokens[i]) <= e["end"]]
-        for k, i in enumerate(inside):
-            tags[i] = ("B-" if k == 0 else "I-") + e["label"]
+    """IOB2 tags of a space-joined sentence's words from entity character spans.
+
+    A word takes the label of the entity holding its first character, as model/'s evaluation
+    reads a word's tag at its first piece. (The pipeline's words are the pre-tokenizer's, so
+    "U.S." is four of them and an entity may hold only part of a CoNLL word.)
+    """
+    tags, at, previous = ["O"] * len(tokens), 0, None
+    for i, token in enumerate(tokens):
+        holder = next((k for k, e in enumerate(entities) if e["start"] <= at < e["end"]), None)
+        if holder is not None:
+            tags[i] = ("I-" if holder == previous else "B-") + entities[holder]["label"]
+        previous = holder
+        at += len(token) + 1
     return tags
 
 

@@ -82,6 +82,8 @@ async def test_qa_em_f1_through_http_equals_offline(qa_checkpoint, qa_bundles, d
         tokenizer = AutoTokenizer.from_pretrained(qa_checkpoint)
         scores = evaluate_qa(model, tokenizer, dev, max_length=max_length, doc_stride=doc_stride)
         figures[key] = {"exact": scores["exact"], "f1": scores["f1"]}
+    if not (qa_bundles / "qa" / f"model.{precision}.onnx").exists() and precision != "fp32":
+        pytest.skip(f"the export's {precision} gate refused this checkpoint's {precision} variant")
     async with serve_in_process(_settings(qa_bundles, precision), ort_runtime_factory) as (app, client):
         assert app.state.berth.registry.models["qa"].loaded.precision == precision
         got = await serve_all(client, "/qa", "qa", [(ex.question, ex.context) for ex in dev], chunk=128,
