@@ -77,15 +77,19 @@ def test_sigterm_during_traffic_loses_no_accepted_request(tmp_path):
     after = [o for at, o in results if at > signalled + 0.05]
     assert before.count("200") > 10
     assert set(before) <= {"200", "503"}  # sent before the signal: answered (503 only if it raced)
-    # Sent after: 503 while the socket is open, then connection refused once it is closed.
-    assert "503" in after and set(after) <= {"503", "ConnectError"}, sorted(set(after))
+    # Sent after: 503 while the socket is open, then connection refused once it is closed. A
+    # connection still in the kernel's listen backlog at the instant the socket closes is reset
+    # without an answer (RemoteProtocolError/ReadError): the app never saw it, which the access-log
+    # count below proves, so it is a refusal, not a lost request.
+    refusals = {"ConnectError", "RemoteProtocolError", "ReadError"}
+    assert "503" in after and set(after) <= {"503"} | refusals, sorted(set(after))
     # Every request the server saw was answered: the access log's count equals the client's.
     served = [json.loads(line) for line in log.splitlines() if line.startswith('{"ts"')]
     answered = [o for _, o in results if o.isdigit()]
     embeds = [e for e in served if e["path"] == "/embed"]
     assert len(embeds) == len(answered)
     assert sum(e["status"] == 200 for e in embeds) == answered.count("200")
-    refused = sum(o == "ConnectError" for _, o in results)
+    refused = sum(o in refusals for _, o in results)
     ok, busy = answered.count("200"), answered.count("503")
     print(
         f"\nshutdown: {ok} × 200, {busy} × 503, {refused} refused after close, exit {code} in {exited:.2f} s"
