@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from model.features import LABEL_PIECES
+
 TASKS = ("classify", "ner", "qa")
 FORMAT_CHOICES = ("sst2", "sst5", "conll", "wikiann", "squad", "multilabel", "jsonl")
 
@@ -50,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--problem-type", choices=("single_label_classification", "multi_label_classification",
                                                   "regression"), help="classify (default: from the labels)")
     train.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
+    train.add_argument("--label-pieces", choices=LABEL_PIECES, default="first",
+                       help="ner: train each word's first piece only (first) or every piece (all: "
+                            "later pieces learn I-X; what serving raw text needs, see docs/ner-qa.md)")
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser("eval", help="score a trained checkpoint on a data file",
@@ -85,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
         warmup_ratio=args.warmup_ratio,
         max_grad_norm=args.max_grad_norm, max_length=args.max_length, doc_stride=args.doc_stride,
         seed=args.seed, threads=args.threads, eval_batch_size=args.eval_batch_size,
-        problem_type=args.problem_type, threshold=args.threshold,
+        problem_type=args.problem_type, threshold=args.threshold, label_pieces=args.label_pieces,
     )
     try:
         summary = train(cfg, log=lambda msg: print(msg, flush=True))

@@ -45,13 +45,23 @@ def encode_classify(
 
 
 def encode_ner(
-    tokenizer, examples: list[TokenExample], label2id: dict[str, int], max_length: int
+    tokenizer, examples: list[TokenExample], label2id: dict[str, int], max_length: int,
+    label_pieces: str = "first",
 ) -> list[dict]:
-    """Label the first word piece of each word; other pieces (and specials) get IGNORE.
+    """Label each word's first piece with its tag; the other pieces as `label_pieces` says.
+
+    `first`: the other pieces (and specials) get IGNORE, the classic recipe: the model learns
+    nothing about them. `all`: they are trained too, as the continuation of the word's tag (I-X
+    after a B-X or I-X word, O after O). Serving decodes raw text the way the Hugging Face
+    pipeline does, with the pre-tokenizer's words, which cut "U.S." or "1-0" into several words:
+    under `first` their inner pieces carry untrained predictions, which cost the served CoNLL
+    model 2.5 points of F1 (docs/ner-qa.md); `all` gives every piece a trained prediction.
 
     `word_ids` (the word index of each kept token, None for specials) travels with the feature so
     that evaluation can read one prediction per word; words cut by truncation are absent from it.
     """
+    if label_pieces not in LABEL_PIECES:
+        raise ValueError(f"label_pieces must be one of {LABEL_PIECES}, not {label_pieces!r}")
     enc = tokenizer(
         [ex.tokens for ex in examples], is_split_into_words=True, truncation=True,
         max_length=max_length, padding=False,
@@ -61,13 +71,30 @@ def encode_ner(
         word_ids = enc.word_ids(i)
         labels, previous = [], None
         for word in word_ids:
-            labels.append(IGNORE if word is None or word == previous else label2id[ex.tags[word]])
+            if word is None:
+                labels.append(IGNORE)
+            elif word != previous:
+                labels.append(label2id[ex.tags[word]])
+            elif label_pieces == "first":
+                labels.append(IGNORE)
+            else:
+                labels.append(label2id[continuation(ex.tags[word], label2id)])
             previous = word
         feature = {key: enc[key][i] for key in enc}
         feature["labels"] = labels
         feature["word_ids"] = [-1 if w is None else w for w in word_ids]
         features.append(feature)
     return features
+
+
+LABEL_PIECES = ("first", "all")
+
+
+def continuation(tag: str, label2id: dict[str, int]) -> str:
+    """The tag of a word's later pieces: I-X for B-X when the label set has I-X, else the tag itself."""
+    if tag.startswith("B-") and f"I-{tag[2:]}" in label2id:
+        return f"I-{tag[2:]}"
+    return tag
 
 
 @dataclass

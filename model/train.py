@@ -50,6 +50,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     problem_type: str | None = None  # classify: inferred from the labels when None
     threshold: float = 0.5  # multi-label decision threshold for evaluation
+    label_pieces: str = "first"  # ner: train only words' first pieces, or all pieces (features.encode_ner)
 
 
 def infer_problem_type(examples: list) -> str:
@@ -161,7 +162,7 @@ def _encode(cfg: TrainConfig, tokenizer, examples: list, labels: list[str] | Non
     if cfg.task == "classify":
         return encode_classify(tokenizer, examples, label2id, problem_type, max_length)
     if cfg.task == "ner":
-        return encode_ner(tokenizer, examples, label2id, max_length)
+        return encode_ner(tokenizer, examples, label2id, max_length, cfg.label_pieces)
     return encode_qa(tokenizer, examples, max_length, cfg.doc_stride)[0]
 
 

@@ -28,6 +28,21 @@ def test_ner_labels_on_first_piece_only(tokenizer):
     assert f["word_ids"] == [-1, 0, 1, 1, 2, -1]
 
 
+def test_ner_label_all_pieces_continues_the_tag(tokenizer):
+    # "xq" (x ##q) and "u.s." (u . s .): later pieces learn I-X after B-X, and the tag itself
+    # when the label set has no I- form; specials stay ignored.
+    ex = TokenExample(tokens=["xq", "u.s.", "visited", "xq"], tags=["B-PER", "B-LOC", "O", "I-PER"])
+    label2id = {"O": 0, "B-LOC": 1, "I-LOC": 2, "B-PER": 3, "I-PER": 4}
+    (f,) = encode_ner(tokenizer, [ex], label2id, max_length=32, label_pieces="all")
+    pieces = tokenizer.convert_ids_to_tokens(f["input_ids"])
+    assert pieces == ["[CLS]", "x", "##q", "u", ".", "s", ".", "visited", "x", "##q", "[SEP]"]
+    assert f["labels"] == [IGNORE, 3, 4, 1, 2, 2, 2, 0, 4, 4, IGNORE]
+    (g,) = encode_ner(tokenizer, [ex], {"O": 0, "B-LOC": 1, "B-PER": 3, "I-PER": 4}, 32, "all")
+    assert g["labels"][3:7] == [1, 1, 1, 1]  # no I-LOC: the B- tag carries on
+    with pytest.raises(ValueError, match="label_pieces"):
+        encode_ner(tokenizer, [ex], label2id, 32, label_pieces="every")
+
+
 def test_classify_label_forms(tokenizer):
     single = encode_classify(tokenizer, [TextExample("good", "b")], {"a": 0, "b": 1},
                              "single_label_classification", 16)
