@@ -194,7 +194,7 @@ def bench(args: argparse.Namespace) -> int:
         tasks.append(("classify", args.classify_model))
     started = time.time()
     results = [bench_task(task, bundle, args, texts, logs) for task, bundle in tasks]
-    command = "berth " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "berth bench"
+    command = " ".join(["berth bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "berth bench"
     table = markdown(results, env, command, args)
     print()
     for r in results:
