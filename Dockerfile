@@ -36,18 +36,20 @@ COPY --from=requirements /req/service.txt /req/train.txt /tmp/req/
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu \
         -r /tmp/req/service.txt -r /tmp/req/train.txt
 WORKDIR /src
+# Only what building the bundles reads: the training data, model/, export/ and the manifest
+# contract (plus the CLI helper export imports). A change to the rest of the service, or to the
+# loadtest, leaves this layer and the trained models cached; a change here retrains, as it may
+# change the bundles.
 COPY data ./data
-COPY pyproject.toml README.md ./
-COPY service ./service
 COPY model ./model
 COPY export ./export
-COPY loadtest ./loadtest
-RUN pip install --no-deps .
-# The same path as `make models`: builds every missing default bundle (BERTH_DEFAULT_MODELS
-# limits which, e.g. --build-arg BERTH_DEFAULT_MODELS=minilm for a quick image).
+COPY service/__init__.py service/cli.py service/manifest.py ./service/
+# The same path as `make models` (`berth models`, without the other subcommands): builds every
+# missing default bundle. BERTH_DEFAULT_MODELS limits which, e.g.
+# --build-arg BERTH_DEFAULT_MODELS=minilm for a quick image.
 ARG BERTH_DEFAULT_MODELS=
 RUN if [ -z "$BERTH_DEFAULT_MODELS" ]; then unset BERTH_DEFAULT_MODELS; fi; \
-    berth models --models-dir /models
+    python -m export.defaults --models-dir /models
 
 
 FROM python:3.11-slim AS runtime

@@ -197,3 +197,17 @@ def _models(args: argparse.Namespace) -> int:
         print(f"berth models: step failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m export.defaults [options]`: `berth models` alone. The Docker build stage runs it
+    this way so that it needs only data/, model/, export/ and the manifest module: a change to the
+    rest of the service does not invalidate the layer that trains the default models."""
+    parser = argparse.ArgumentParser(prog="python -m export.defaults")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["models", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

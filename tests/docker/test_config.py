@@ -71,4 +71,22 @@ def test_runtime_stage_is_torch_free_and_non_root():
     # dependency layer before any source layer
     assert runtime.index("pip install -r /tmp/req/service.txt") < runtime.index("COPY service")
     build = text[text.index("AS build"):text.index("AS runtime")]
-    assert "download.pytorch.org/whl/cpu" in build and "berth models --models-dir" in build
+    assert "download.pytorch.org/whl/cpu" in build and "python -m export.defaults --models-dir" in build
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
+def test_build_stage_copies_only_what_building_bundles_imports(dockerfile):
+    """The layer that trains the default models must not depend on the rest of the service (a
+    route change would retrain for 25 minutes), yet hold every service module model/ and export/
+    import (or the build fails only inside Docker)."""
+    text = (REPO / dockerfile).read_text()
+    build = text[text.index("AS build"):text.index("AS runtime")]
+    copied = set()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", build, re.M):
+        copied.update(line.split()[:-1])
+    assert "service" not in copied and "loadtest" not in copied
+    imported = set()
+    for path in [*(REPO / "model").rglob("*.py"), *(REPO / "export").rglob("*.py")]:
+        imported.update(re.findall(r"^\s*from (service(?:\.\w+)*) import", path.read_text(), re.M))
+    needed = {"service/__init__.py"} | {m.replace(".", "/") + ".py" for m in imported if m != "service"}
+    assert needed <= copied, f"build stage lacks {sorted(needed - copied)}"
