@@ -13,7 +13,22 @@ TASKS = ("classify", "ner", "qa")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
+def register_architectures() -> None:
+    """Teach transformers' Auto classes berth's own architectures (TextCNN); idempotent."""
+    from model.textcnn import register
+
+    register()
+
+
+def attention_kwargs(model_type: str, implementation: str) -> dict[str, str]:
+    """`attn_implementation` for from_pretrained/from_config: attention-free models refuse sdpa."""
+    from model.textcnn import MODEL_TYPE
+
+    return {} if model_type == MODEL_TYPE else {"attn_implementation": implementation}
+
+
 def auto_class(task: str):
+    register_architectures()
     from transformers import (
         AutoModelForQuestionAnswering,
         AutoModelForSequenceClassification,
@@ -44,6 +59,7 @@ def build_task_model(
     """
     from transformers import AutoConfig
 
+    register_architectures()
     config = AutoConfig.from_pretrained(base)
     if task in ("classify", "ner"):
         if not labels:
@@ -56,7 +72,8 @@ def build_task_model(
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
         config.problem_type = problem_type
     return auto_class(task).from_pretrained(
-        base, config=config, attn_implementation=attn_implementation, ignore_mismatched_sizes=True
+        base, config=config, ignore_mismatched_sizes=True,
+        **attention_kwargs(config.model_type, attn_implementation),
     )
 
 
