@@ -27,6 +27,7 @@ from service.manifest import TASK_OUTPUTS, TOKENIZER_NAME, Manifest, Pooling, Va
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8", "fp16")
+NO_FUSION = "not applicable: the architecture has no attention or BERT embedding for ORT to fuse"
 FILES = {"fp32": "model.onnx", "fp32-fused": "model.fused.onnx", "int8": "model.int8.onnx",
          "int8-fused": "model.int8.fused.onnx", "fp16": "model.fp16.onnx"}
 
@@ -113,7 +114,14 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
     tokenizer.save(str(work / TOKENIZER_NAME))
     wrapper = load_torch_model(info)
     export_onnx(wrapper, info, work / FILES["fp32"])
-    fused_ops, unfused = fuse(info, work / FILES["fp32"], work / FILES["fp32-fused"])
+    fusable = info.optimizer_type is not None
+    if fusable:
+        fused_ops, unfused = fuse(info, work / FILES["fp32"], work / FILES["fp32-fused"])
+    else:
+        fused_ops, unfused = {}, []
+        log.info("%s: no offline fusion applies (no attention); the bundle has plain graphs only",
+                 info.model_type)
+    graphs = (("plain", ""), ("fused", "-fused")) if fusable else (("plain", ""),)
 
     examples = list(gate_texts) if gate_texts is not None else default_examples(info.task)
     if gate_limit is not None:
@@ -126,7 +134,8 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
     small = parity_batches(tokenizer, info, examples)
     small_ref = reference(small)
     variants: dict[str, Variant] = {}
-    for key, graph in (("fp32", "plain"), ("fp32-fused", "fused")):
+    for graph, suffix in graphs:
+        key = f"fp32{suffix}"
         run = session_runner(session(work / FILES[key], threads))
         try:
             figures = fp32_gate(small_ref, run_all(run, small), limits)
@@ -134,17 +143,20 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
             raise GateError(f"{FILES[key]}: {exc}") from exc
         ops = fused_ops if graph == "fused" else {}
         details: dict[str, object] = {"unfused": unfused} if graph == "fused" and unfused else {}
+        if not fusable:
+            details["fusion"] = NO_FUSION
         variants[key] = Variant(file=FILES[key], precision="fp32", graph=graph, parity=figures,
                                 fused_ops=ops, details=details)
 
     full = encode(tokenizer, info, examples) if ("int8" in precisions or "fp16" in precisions) else []
     full_ref = reference(full) if full else []
     if "int8" in precisions:
-        for key, src, graph in (("int8", "fp32", "plain"), ("int8-fused", "fp32-fused", "fused")):
-            variants[key] = _int8_variant(info, work, key, src, graph, recipes, full, full_ref, limits,
-                                          threads, fused_ops if graph == "fused" else {})
+        for graph, suffix in graphs:
+            key = f"int8{suffix}"
+            variants[key] = _int8_variant(info, work, key, f"fp32{suffix}", graph, recipes, full, full_ref,
+                                          limits, threads, fused_ops if graph == "fused" else {})
     if "fp16" in precisions:
-        variants["fp16"] = _fp16_variant(info, work, full, full_ref, limits, fused_ops)
+        variants["fp16"] = _fp16_variant(info, work, full, full_ref, limits, fused_ops, graphs[-1][0])
 
     variants = _initial_defaults(variants)
     manifest = Manifest(
@@ -189,9 +201,10 @@ def _int8_variant(info: CheckpointInfo, work: Path, key: str, src: str, graph: s
 
 
 def _fp16_variant(info: CheckpointInfo, work: Path, batches, reference, limits: Mapping[str, float],
-                  fused_ops: dict[str, int]) -> Variant:
-    """fp16 from the fused graph. Its gate needs a GPU: without one it is recorded as unverified."""
-    details = convert_fp16(work / FILES["fp32-fused"], work / FILES["fp16"])
+                  fused_ops: dict[str, int], graph: str) -> Variant:
+    """fp16 from the fused graph (the plain one where nothing fuses). Its gate needs a GPU: without
+    one it is recorded as unverified."""
+    details = convert_fp16(work / FILES["fp32-fused" if graph == "fused" else "fp32"], work / FILES["fp16"])
     parity: dict[str, float] = {}
     if _cuda_available():
         run = session_runner(session(work / FILES["fp16"], providers=["CUDAExecutionProvider"]))
@@ -204,7 +217,7 @@ def _fp16_variant(info: CheckpointInfo, work: Path, batches, reference, limits: 
         details["gpu_verified"] = False
         details["note"] = "no CUDA provider at export time: the fp16 cosine gate (>= 0.999) did not run"
         log.warning("%s: fp16 variant written unverified (no GPU here)", info.path)
-    return Variant(file=FILES["fp16"], precision="fp16", graph="fused", parity=parity,
+    return Variant(file=FILES["fp16"], precision="fp16", graph=graph, parity=parity,
                    fused_ops=fused_ops, details=details)
 
 
@@ -216,5 +229,9 @@ def _initial_defaults(variants: dict[str, Variant]) -> dict[str, Variant]:
             "fp32-fused": "CUDA default: fused attention is the GPU path",
             "int8": "CPU default: plain graph (not timed at export; see references.md)",
             "fp16": "CUDA default: fp16 fused graph with fp32 I/O"}
+    if "fp32-fused" not in variants:  # nothing fused (TextCNN): the plain graphs serve every provider
+        defaults["fp32"] = ["cpu", "cuda"]
+        whys["fp32"] = "CPU and CUDA default: the only fp32 graph (no fusion applies to this architecture)"
+        whys["fp16"] = "CUDA default: fp16 plain graph with fp32 I/O"
     return {k: Variant(**{**v.model_dump(), "default_for": defaults[k], "why": whys.get(k, "")})
             for k, v in variants.items()}

@@ -12,13 +12,16 @@ from service.manifest import Pooling, ProblemType
 # model_type (config.json) -> the ORT transformer optimizer's model type and whether the fused-op
 # counts are a hard requirement. BERT-style encoders (BERT, MiniLM, ELECTRA) fuse fully on this
 # ORT; RoBERTa fuses attention but not its embedding; ALBERT and DistilBERT fusion is partial.
-ARCHITECTURES: dict[str, tuple[str, bool]] = {
+# None: nothing to fuse (TextCNN has no attention, no GELU-after-MatMul, no BERT embedding), so
+# the bundle has plain graphs only.
+ARCHITECTURES: dict[str, tuple[str | None, bool]] = {
     "bert": ("bert", True),
     "electra": ("bert", True),
     "roberta": ("bert", False),
     "xlm-roberta": ("bert", False),
     "albert": ("bert", False),
     "distilbert": ("bert", False),
+    "textcnn": (None, False),
 }
 
 TASKS = ("embed", "classify", "ner", "qa")
@@ -49,7 +52,7 @@ class CheckpointInfo:
     path: Path
     task: str
     model_type: str
-    optimizer_type: str
+    optimizer_type: str | None  # None: no offline fusion applies to this architecture
     strict_fusion: bool
     num_layers: int
     hidden_size: int
@@ -218,7 +221,8 @@ def read_checkpoint(
         strict_fusion=ARCHITECTURES[model_type][1],
         num_layers=_first(config, "num_hidden_layers", "n_layers"),
         hidden_size=_first(config, "hidden_size", "dim"),
-        num_heads=_first(config, "num_attention_heads", "n_heads"),
+        # 0: no attention (the manifest's convention for TextCNN).
+        num_heads=_first(config, "num_attention_heads", "n_heads") if ARCHITECTURES[model_type][0] else 0,
         max_length=resolved_max,
         # DistilBERT has no segment embeddings; RoBERTa has a single one (type_vocab_size 1).
         uses_token_type_ids=model_type != "distilbert" and int(config.get("type_vocab_size", 0)) > 1,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from export.checkpoint import CheckpointInfo, ExportError
+from model.heads import attention_kwargs, register_architectures
 from service.manifest import TASK_OUTPUTS
 
 OPSET = 17
@@ -17,6 +18,7 @@ OPSET = 17
 def _auto_class(task: str):
     import transformers
 
+    register_architectures()  # berth's own architectures (TextCNN) resolve like transformers' own
     return {
         "embed": transformers.AutoModel,
         "classify": transformers.AutoModelForSequenceClassification,
@@ -88,7 +90,7 @@ def load_torch_model(info: CheckpointInfo) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, loading = _auto_class(info.task).from_pretrained(
-            str(info.path), attn_implementation="eager", output_loading_info=True
+            str(info.path), output_loading_info=True, **attention_kwargs(info.model_type, "eager")
         )
     missing = [k for k in loading.get("missing_keys", []) if "position_ids" not in k]
     if missing:

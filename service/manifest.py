@@ -78,7 +78,7 @@ class Manifest(BaseModel):
     architecture: str
     num_layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
-    num_heads: int = Field(gt=0)
+    num_heads: int = Field(ge=0)  # 0: an architecture without attention (TextCNN)
     max_length: int = Field(gt=2)
     inputs: list[str]
     outputs: list[str]
