@@ -13,6 +13,7 @@ import sys
 from model.features import LABEL_PIECES
 
 TASKS = ("classify", "ner", "qa")
+PRETRAIN_TASK = "mlm"
 FORMAT_CHOICES = ("sst2", "sst5", "conll", "wikiann", "squad", "multilabel", "jsonl")
 
 
@@ -27,22 +28,25 @@ def _default_base() -> str | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
-        "train", help="fine-tune an encoder for classify, ner or qa",
-        description="Fine-tune a BERT-family encoder; the best epoch on --dev is written to --out.",
+        "train", help="fine-tune an encoder for classify, ner or qa, or pretrain one (mlm)",
+        description="Fine-tune a BERT-family encoder; the best epoch on --dev is written to --out. "
+                    "`berth train mlm` pretrains an encoder with masked-LM on raw text (one document or "
+                    "sentence per line), from scratch or continuing --base (docs/pretraining.md).",
     )
-    train.add_argument("task", choices=TASKS)
+    train.add_argument("task", choices=(*TASKS, PRETRAIN_TASK))
     train.add_argument("--base", default=None,
-                       help="encoder checkpoint directory (default: the packaged all-MiniLM-L6-v2)")
-    train.add_argument("--train", required=True, help="training data file")
-    train.add_argument("--dev", required=True, help="development data file (evaluated each epoch)")
+                       help="encoder checkpoint directory (default: the packaged all-MiniLM-L6-v2; "
+                            "mlm: none, i.e. from scratch)")
+    train.add_argument("--train", required=True, help="training data file (mlm: raw text, a line each)")
+    train.add_argument("--dev", help="development data file, evaluated each epoch (required but for mlm)")
     train.add_argument("--out", required=True, help="output checkpoint directory (replaced atomically)")
     train.add_argument("--format", choices=FORMAT_CHOICES,
                        help="data format (default: guessed from task and file name)")
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=5e-5)
+    train.add_argument("--epochs", type=int, help="default 2 (mlm: 10; 0 writes the random initialisation)")
+    train.add_argument("--batch-size", type=int, help="default 32 (mlm: 64)")
+    train.add_argument("--lr", type=float, help="default 5e-5 (mlm: 5e-4 from scratch, 5e-5 from --base)")
     train.add_argument("--weight-decay", type=float, default=0.01)
-    train.add_argument("--warmup-ratio", type=float, default=0.1)
+    train.add_argument("--warmup-ratio", type=float, help="default 0.1 (mlm: 0.06)")
     train.add_argument("--max-grad-norm", type=float, default=1.0)
     train.add_argument("--max-length", type=int, help="tokens per sequence (default: classify 128, else 256)")
     train.add_argument("--doc-stride", type=int, default=64, help="qa: tokens of overlap between windows")
@@ -55,6 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--label-pieces", choices=LABEL_PIECES, default="first",
                        help="ner: train each word's first piece only (first) or every piece (all: "
                             "later pieces learn I-X; what serving raw text needs, see docs/ner-qa.md)")
+    train.add_argument("--augment", metavar="typos[=RATE]",
+                       help="inject typos into the training text, fresh each epoch, labels and answer "
+                            "offsets kept aligned; RATE = share of words of 4+ letters misspelt "
+                            "(default 0.3)")
+    mlm = train.add_argument_group("masked-LM pretraining (task mlm)")
+    mlm.add_argument("--arch", choices=("bert", "albert", "textcnn"), default="bert",
+                     help="backbone built from scratch (ignored with --base)")
+    mlm.add_argument("--size", choices=("tiny", "small", "base"), default="small", help="preset size")
+    mlm.add_argument("--config-overrides", default="",
+                     help="key=value,... on top of the preset, e.g. embedding_size=64,kernel_sizes=3:5")
+    mlm.add_argument("--tokenizer", help="reuse this checkpoint's tokenizer instead of training a vocabulary")
+    mlm.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary to train")
+    mlm.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens (or words) masked")
+    mlm.add_argument("--whole-word", action="store_true", help="mask all pieces of a selected word")
+    mlm.add_argument("--max-minutes", type=float, help="training time budget (the schedule fits into it)")
     train.set_defaults(func=_train)
 
     ev = subparsers.add_parser("eval", help="score a trained checkpoint on a data file",
@@ -68,6 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--threshold", type=float, default=0.5)
     ev.add_argument("--threads", type=int)
+    ev.add_argument("--attack", choices=("typos",),
+                    help="also score the data under a character attack and report the relative drop")
+    ev.add_argument("--attack-rate", type=float, default=1.0,
+                    help="share of the words of 4+ letters attacked (default: all)")
+    ev.add_argument("--attack-seed", type=int, default=0)
     ev.set_defaults(func=_eval)
 
 
@@ -75,9 +99,20 @@ def _train(args: argparse.Namespace) -> int:
     from service.cli import require_extra
 
     require_extra("torch", "train")
+    if args.task == PRETRAIN_TASK:
+        return _pretrain(args)
     from model.data import DataFormatError, guess_format
     from model.train import TrainConfig, train
+    from model.typos import parse_augment
 
+    if not args.dev:
+        print(f"berth train {args.task}: --dev is required", file=sys.stderr)
+        return 2
+    try:
+        parse_augment(args.augment)
+    except ValueError as exc:
+        print(f"berth train: --augment: {exc}", file=sys.stderr)
+        return 2
     base = args.base or _default_base()
     if base is None:
         print("berth train: no --base given and the packaged all-MiniLM-L6-v2 is not installed",
@@ -85,9 +120,9 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     cfg = TrainConfig(
         task=args.task, base=base, train=args.train, dev=args.dev, out=args.out,
-        format=args.format or guess_format(args.task, args.train), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio,
+        format=args.format or guess_format(args.task, args.train), epochs=_or(args.epochs, 2),
+        batch_size=_or(args.batch_size, 32), lr=_or(args.lr, 5e-5), weight_decay=args.weight_decay,
+        warmup_ratio=_or(args.warmup_ratio, 0.1), augment=args.augment,
         max_grad_norm=args.max_grad_norm, max_length=args.max_length, doc_stride=args.doc_stride,
         seed=args.seed, threads=args.threads, eval_batch_size=args.eval_batch_size,
         problem_type=args.problem_type, threshold=args.threshold, label_pieces=args.label_pieces,
@@ -128,14 +163,60 @@ def _eval(args: argparse.Namespace) -> int:
         examples = read_examples(args.data, fmt, args.task)
         if args.task != "qa" and model.config.problem_type != "regression":
             check_known_labels(args.task, examples, labels_of(model), what="evaluation")
-        metrics = evaluate(
-            args.task, model, tokenizer, examples,
+        options = dict(
             max_length=args.max_length or trained.get("max_length") or DEFAULT_MAX_LENGTH[args.task],
             doc_stride=args.doc_stride or trained.get("doc_stride") or 64,
             batch_size=args.batch_size, threshold=args.threshold,
         )
+        metrics = evaluate(args.task, model, tokenizer, examples, **options)
+        if args.attack:
+            metrics = _attacked(args, model, tokenizer, examples, metrics, options)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
         print(f"berth eval: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _attacked(args: argparse.Namespace, model, tokenizer, examples: list, clean: dict, options: dict) -> dict:
+    """Clean and typo-attacked metrics side by side, with the relative drop of the headline metric."""
+    from model.evaluate import evaluate
+    from model.typos import AttackStats, attack_examples
+
+    stats = AttackStats()
+    noisy = attack_examples(examples, seed=args.attack_seed, rate=args.attack_rate, stats=stats)
+    attacked = evaluate(args.task, model, tokenizer, noisy, **options)
+    drop = (clean["main"] - attacked["main"]) / clean["main"] if clean["main"] else 0.0
+    return {"metric": clean["metric"], "clean": clean, "attacked": attacked,
+            "relative_drop": round(drop, 4), "absolute_drop": round(clean["main"] - attacked["main"], 4),
+            "attack": {"kind": args.attack, "rate": args.attack_rate, "seed": args.attack_seed,
+                       **stats.as_dict()}}
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from model.pretrain.mlm import MLMConfig, pretrain
+
+    cfg = MLMConfig(
+        train=args.train, dev=args.dev, out=args.out, base=args.base, arch=args.arch, size=args.size,
+        config_overrides=args.config_overrides, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+        max_length=_or(args.max_length, 128), mlm_probability=args.mlm_probability,
+        whole_word=args.whole_word,
+        epochs=_or(args.epochs, 10), max_minutes=args.max_minutes, batch_size=_or(args.batch_size, 64),
+        lr=_or(args.lr, 5e-5 if args.base else 5e-4), weight_decay=args.weight_decay,
+        warmup_ratio=_or(args.warmup_ratio, 0.06), max_grad_norm=args.max_grad_norm, seed=args.seed,
+        threads=args.threads, eval_batch_size=args.eval_batch_size,
+    )
+    try:
+        summary = pretrain(cfg, log=lambda msg: print(msg, flush=True))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"berth train mlm: {exc}", file=sys.stderr)
+        return 2
+    last = summary["epochs"][-1] if summary["epochs"] else {}
+    dev = f", dev MLM accuracy {last['dev']['accuracy']:.4f}" if "dev" in last else ""
+    print(f"{summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped_by']}){dev}; "
+          f"checkpoint in {args.out}")
     return 0

@@ -24,6 +24,7 @@ from model.evaluate import MAIN_METRIC, evaluate
 from model.features import encode_classify, encode_ner, encode_qa
 from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer, save_checkpoint
 from model.labels import check_known_labels, labels_of_examples
+from model.typos import AttackStats, attack_examples, parse_augment
 
 SUMMARY_NAME = "berth_train.json"
 DEFAULT_MAX_LENGTH = {"classify": 128, "ner": 256, "qa": 256}
@@ -51,6 +52,7 @@ class TrainConfig:
     problem_type: str | None = None  # classify: inferred from the labels when None
     threshold: float = 0.5  # multi-label decision threshold for evaluation
     label_pieces: str = "first"  # ner: train only words' first pieces, or all pieces (features.encode_ner)
+    augment: str | None = None  # "typos" or "typos=RATE": misspell training words afresh each epoch
 
 
 def infer_problem_type(examples: list) -> str:
@@ -97,6 +99,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}")
 
     optimizer, scheduler = _optimizer(model, cfg, steps=cfg.epochs * -(-len(features) // cfg.batch_size))
+    typo_rate = parse_augment(cfg.augment)
     lengths = [len(f["input_ids"]) for f in features]
     rng = random.Random(cfg.seed)
     eval_options = dict(max_length=max_length, batch_size=cfg.eval_batch_size, doc_stride=cfg.doc_stride,
@@ -108,6 +111,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
     epochs, best = [], None
     try:
         for epoch in range(1, cfg.epochs + 1):
+            noise = {}
+            if typo_rate:
+                # Fresh typos every epoch; tags stay per word and QA answers are re-located.
+                stats = AttackStats()
+                noisy = attack_examples(train_examples, seed=cfg.seed, rate=typo_rate, epoch=epoch,
+                                        stats=stats)
+                features = _encode(cfg, tokenizer, noisy, labels, problem_type, max_length)
+                lengths = [len(f["input_ids"]) for f in features]
+                noise = {"augment": {"rate": typo_rate, **stats.as_dict()}}
             batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
             loss, seconds = _train_epoch(model, tokenizer, features, batches, optimizer, scheduler, cfg,
                                          desc=f"epoch {epoch}/{cfg.epochs}")
@@ -115,7 +127,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             metrics = evaluate(cfg.task, model, tokenizer, dev_examples, **eval_options)
             record = {"epoch": epoch, "train_loss": loss, "train_seconds": round(seconds, 1),
                       "texts_per_s": round(len(features) / seconds, 1),
-                      "eval_seconds": round(time.time() - t1, 1), "dev": metrics}
+                      "eval_seconds": round(time.time() - t1, 1), "dev": metrics, **noise}
             epochs.append(record)
             improved = best is None or metrics["main"] > best["dev"]["main"]
             log(f"epoch {epoch}: loss {loss:.4f}, dev {metrics['metric']} "
@@ -213,17 +225,23 @@ def _as_float(ex):
         raise ValueError(f"{ex.source}: regression label {ex.label!r} is not a number") from None
 
 
-def _optimizer(model, cfg: TrainConfig, steps: int):
-    """AdamW without weight decay on biases and LayerNorm weights; warm-up then linear decay to 0."""
+def adamw(model, lr: float, weight_decay: float):
+    """AdamW without weight decay on biases and LayerNorm weights."""
     import torch
 
     decay, no_decay = [], []
     for _name, param in model.named_parameters():
         (no_decay if param.ndim < 2 else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr,
     )
+
+
+def _optimizer(model, cfg: TrainConfig, steps: int):
+    """AdamW (`adamw`); warm-up then linear decay to 0."""
+    import torch
+
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
     warmup = int(steps * cfg.warmup_ratio)
 
     def factor(step: int) -> float:
