@@ -47,7 +47,7 @@ DEFAULT_MODELS: dict[str, DefaultModel] = {
         task="ner", minutes=10,
         description="CoNLL-2003 entities (PER, ORG, LOC, MISC), fine-tuned from all-MiniLM-L6-v2",
         data=("conll2003/train.txt", "conll2003/dev.txt"),
-        train=dict(format="conll", epochs=2, batch_size=32, lr=1e-4, max_length=256),
+        train=dict(format="conll", epochs=2, batch_size=32, lr=1e-4, max_length=256, label_pieces="all"),
     ),
     "qa": DefaultModel(
         task="qa", minutes=14,
