@@ -53,7 +53,7 @@ DEFAULT_MODELS: dict[str, DefaultModel] = {
         task="qa", minutes=14,
         description="extractive QA on 10 SQuAD v1.1 articles, fine-tuned from all-MiniLM-L6-v2",
         data=("squad/train.json", "squad/dev.json"),
-        train=dict(format="squad", epochs=1, batch_size=16, lr=1e-4, max_length=256, doc_stride=64),
+        train=dict(format="squad", epochs=1, batch_size=4, lr=1e-4, max_length=256, doc_stride=64),
     ),
 }
 
