@@ -174,7 +174,8 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
         f"{len(dev_features)} dev windows")
 
     per_epoch = -(-len(features) // cfg.batch_size)
-    plan = {"steps": max(1, cfg.epochs * per_epoch)}
+    planned = max(1, cfg.epochs * per_epoch)
+    plan = {"steps": planned}
     optimizer = adamw(model, cfg.lr, cfg.weight_decay)
 
     def factor(step: int) -> float:  # reads plan["steps"], which a time budget may lower
@@ -216,8 +217,9 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
                 tokens += int(batch["attention_mask"].sum().item())
                 elapsed = train_seconds + time.time() - t0
                 if budget and (step == STEP_ESTIMATE_FIRST or step % STEP_ESTIMATE_EVERY == 0):
-                    # Steps left that fit in the budget at the speed measured so far.
-                    plan["steps"] = min(plan["steps"], step + int((budget - elapsed) / (elapsed / step)))
+                    # Steps left that fit in the budget at the mean speed so far, up or down (the
+                    # first steps are slow, a neighbour's load comes and goes), never past the epochs.
+                    plan["steps"] = min(planned, step + int((budget - elapsed) / (elapsed / step)))
                 if step % 100 == 0:
                     log(f"  step {step}/{plan['steps']}: loss {loss_sum / n_batches:.3f}, "
                         f"{tokens / (time.time() - t0):.0f} tokens/s")
