@@ -20,7 +20,7 @@ R = TypeVar("R")
 @dataclass(frozen=True)
 class BatchConfig:
     max_batch_tokens: int = 8192
-    max_batch_size: int = 32
+    max_batch_size: int = 16  # the settings default (service/settings.py says why)
     max_wait_ms: float = 5.0
     max_queue_tokens: int = 65536
     lookahead: int = 256
