@@ -59,10 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--label-pieces", choices=LABEL_PIECES, default="first",
                        help="ner: train each word's first piece only (first) or every piece (all: "
                             "later pieces learn I-X; what serving raw text needs, see docs/ner-qa.md)")
-    train.add_argument("--augment", metavar="typos[=RATE]",
+    train.add_argument("--augment", metavar="typos[=RATE][,keep-clean]",
                        help="inject typos into the training text, fresh each epoch, labels and answer "
                             "offsets kept aligned; RATE = share of words of 4+ letters misspelt "
-                            "(default 0.3)")
+                            "(default 0.3); `typos=RATE,keep-clean` trains on the clean examples "
+                            "plus an attacked copy of each")
     mlm = train.add_argument_group("masked-LM pretraining (task mlm)")
     mlm.add_argument("--arch", choices=("bert", "albert", "textcnn"), default="bert",
                      help="backbone built from scratch (ignored with --base)")

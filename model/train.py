@@ -98,8 +98,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     log(f"{cfg.task}: {len(train_examples)} train examples -> {len(features)} features, "
         f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}")
 
-    optimizer, scheduler = _optimizer(model, cfg, steps=cfg.epochs * -(-len(features) // cfg.batch_size))
-    typo_rate = parse_augment(cfg.augment)
+    augment = parse_augment(cfg.augment)
+    per_epoch = len(features) * (2 if augment and augment.keep_clean else 1)
+    optimizer, scheduler = _optimizer(model, cfg, steps=cfg.epochs * -(-per_epoch // cfg.batch_size))
     lengths = [len(f["input_ids"]) for f in features]
     rng = random.Random(cfg.seed)
     eval_options = dict(max_length=max_length, batch_size=cfg.eval_batch_size, doc_stride=cfg.doc_stride,
@@ -112,21 +113,24 @@ def train(cfg: TrainConfig, log=print) -> dict:
     try:
         for epoch in range(1, cfg.epochs + 1):
             noise = {}
-            if typo_rate:
+            if augment:
                 # Fresh typos every epoch; tags stay per word and QA answers are re-located.
                 stats = AttackStats()
-                noisy = attack_examples(train_examples, seed=cfg.seed, rate=typo_rate, epoch=epoch,
+                noisy = attack_examples(train_examples, seed=cfg.seed, rate=augment.rate, epoch=epoch,
                                         stats=stats)
+                if augment.keep_clean:
+                    noisy = train_examples + noisy
                 features = _encode(cfg, tokenizer, noisy, labels, problem_type, max_length)
                 lengths = [len(f["input_ids"]) for f in features]
-                noise = {"augment": {"rate": typo_rate, **stats.as_dict()}}
+                noise = {"augment": {"rate": augment.rate, "keep_clean": augment.keep_clean,
+                                     **stats.as_dict()}}
             batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
             loss, seconds = _train_epoch(model, tokenizer, features, batches, optimizer, scheduler, cfg,
                                          desc=f"epoch {epoch}/{cfg.epochs}")
             t1 = time.time()
             metrics = evaluate(cfg.task, model, tokenizer, dev_examples, **eval_options)
-            record = {"epoch": epoch, "train_loss": loss, "train_seconds": round(seconds, 1),
-                      "texts_per_s": round(len(features) / seconds, 1),
+            record = {"epoch": epoch, "texts": len(features), "train_loss": loss,
+                      "train_seconds": round(seconds, 1), "texts_per_s": round(len(features) / seconds, 1),
                       "eval_seconds": round(time.time() - t1, 1), "dev": metrics, **noise}
             epochs.append(record)
             improved = best is None or metrics["main"] > best["dev"]["main"]

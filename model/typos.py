@@ -188,17 +188,34 @@ def attack_examples(examples: list, seed: int = 0, rate: float = 1.0, epoch: int
     return out
 
 
-def parse_augment(spec: str | None) -> float:
-    """`typos` or `typos=RATE` -> the per-word rate; None or "" -> 0 (no augmentation)."""
+@dataclass(frozen=True)
+class Augment:
+    """Typo augmentation of the training set, drawn afresh every epoch.
+
+    rate: probability that a word of MIN_LENGTH+ letters is misspelt. keep_clean: train each epoch
+    on the clean examples *and* an attacked copy of each (twice the steps), instead of on the
+    attacked examples only; the clean task is then seen as often as without augmentation.
+    """
+
+    rate: float = DEFAULT_AUGMENT_RATE
+    keep_clean: bool = False
+
+
+def parse_augment(spec: str | None) -> Augment | None:
+    """`typos`, `typos=RATE`, `typos=RATE,keep-clean` (or `typos,keep-clean`); None or "" -> None."""
     if not spec:
-        return 0.0
-    name, _, rate = spec.partition("=")
+        return None
+    head, *options = spec.split(",")
+    name, _, rate = head.partition("=")
     if name != "typos":
-        raise ValueError(f"unknown augmentation {name!r}; expected typos or typos=RATE")
+        raise ValueError(f"unknown augmentation {name!r}; expected typos[=RATE][,keep-clean]")
+    unknown = [o for o in options if o != "keep-clean"]
+    if unknown:
+        raise ValueError(f"unknown typos option(s) {unknown}; the only one is keep-clean")
     try:
         value = float(rate) if rate else DEFAULT_AUGMENT_RATE
     except ValueError:
         raise ValueError(f"typos rate must be a number, got {rate!r}") from None
     if not 0.0 < value <= 1.0:
         raise ValueError(f"typos rate must be within (0, 1], got {value}")
-    return value
+    return Augment(rate=value, keep_clean="keep-clean" in options)

@@ -73,6 +73,22 @@ def test_training_with_augmentation_draws_fresh_typos_each_epoch(tmp_path, tiny_
     assert summary["epochs"][-1]["train_loss"] < 0.8 * summary["epochs"][0]["train_loss"]
 
 
+def test_keep_clean_trains_on_the_clean_set_plus_an_attacked_copy(tmp_path, tiny_checkpoints):
+    from model.train import TrainConfig, train
+
+    tr = toydata.write_sst(tmp_path / "train.txt", 24)
+    common = dict(task="classify", base=str(tiny_checkpoints("bert", "base")), train=str(tr), dev=str(tr),
+                  format="sst2", epochs=2, batch_size=8, threads=1)
+    plain = train(TrainConfig(**common, out=str(tmp_path / "a"), augment="typos=1"), log=lambda m: None)
+    both = train(TrainConfig(**common, out=str(tmp_path / "b"), augment="typos=1,keep-clean"),
+                 log=lambda m: None)
+    for run, expected in ((plain, 24), (both, 48)):
+        assert [epoch["texts"] for epoch in run["epochs"]] == [expected, expected]
+    assert both["epochs"][0]["augment"]["keep_clean"] is True
+    # The attacked copy is the same draw either way: the clean half is added, not substituted.
+    assert both["epochs"][0]["augment"]["kinds"] == plain["epochs"][0]["augment"]["kinds"]
+
+
 def test_train_refuses_an_unknown_augmentation(tmp_path, tiny_checkpoints, capsys):
     tr = toydata.write_sst(tmp_path / "sst_train.txt", 8)
     rc = main(["train", "classify", "--base", str(tiny_checkpoints("bert", "base")), "--train", str(tr),

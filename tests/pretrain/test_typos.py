@@ -15,6 +15,7 @@ from model.typos import (
     KINDS,
     MIN_LENGTH,
     AttackStats,
+    Augment,
     attack_examples,
     attack_qa,
     attack_text,
@@ -200,9 +201,12 @@ def test_map_offset_refuses_a_boundary_inside_a_replaced_word():
 
 
 def test_parse_augment():
-    assert parse_augment(None) == 0.0 and parse_augment("") == 0.0
-    assert parse_augment("typos") == 0.3 and parse_augment("typos=0.5") == 0.5
-    for bad in ("noise", "typos=abc", "typos=0", "typos=1.5"):
+    assert parse_augment(None) is None and parse_augment("") is None
+    assert parse_augment("typos") == Augment(0.3, keep_clean=False)
+    assert parse_augment("typos=0.5") == Augment(0.5, keep_clean=False)
+    assert parse_augment("typos=1,keep-clean") == Augment(1.0, keep_clean=True)
+    assert parse_augment("typos,keep-clean") == Augment(0.3, keep_clean=True)
+    for bad in ("noise", "typos=abc", "typos=0", "typos=1.5", "typos=0.5,clean"):
         with pytest.raises(ValueError):
             parse_augment(bad)
     assert MIN_LENGTH == 4
