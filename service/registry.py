@@ -151,11 +151,19 @@ class Registry:
         model.batcher.start()
         model.metrics.info(model.loaded.precision, model.loaded.provider)
 
-    @staticmethod
-    def _warm(model: LoadedModel) -> None:
-        """Run a padded batch of two lengths so the first request pays no session start-up."""
+    def _warm(self, model: LoadedModel) -> None:
+        """Run a padded batch of two lengths so the first request pays no session start-up, then
+        the largest batch the batcher can form (max_batch_size rows of max_length tokens, within
+        max_batch_tokens), so ONNX Runtime's memory arena reaches its peak before `/readyz` says
+        ready. Without the second run RSS climbed in steps for minutes as rarer long batches
+        arrived (soak, session 2: 612 → 645 → 686 MiB, read as +12% growth after warm-up)."""
         enc = model.tokenizer.encode(["warm up", "warm up the model before it serves"])
         model.handler.infer(model, [Seq(e.ids, e.type_ids, model.manifest.pooling) for e in enc.encodings])
+        length = model.manifest.max_length
+        rows = max(1, min(self.settings.max_batch_size, self.settings.max_batch_tokens // length))
+        (longest,) = model.tokenizer.encode([" ".join(["warm"] * length)]).encodings
+        item = Seq(longest.ids, longest.type_ids, model.manifest.pooling)
+        model.handler.infer(model, [item] * rows)
 
     async def stop(self) -> None:
         """Stop every batcher, each finishing the work it accepted."""

@@ -2,12 +2,19 @@
 
 Outside the default run: `make test-docker`. Needs Docker; on this machine start it with
 `../shared/tools/docker-sandbox.sh up` (the test does so when the script is beside the repo).
-The first build trains the default bundles inside the image: allow tens of minutes.
+The first build trains the default bundles inside the image: allow tens of minutes (more on a
+busy machine). For a quicker run over bundles already built on the host:
+
+    BERTH_DEFAULT_MODELS=minilm BERTH_MODELS_HOST_DIR=$PWD/models make test-docker
+
+bakes only `minilm` into the image and serves the host's `models/` through
+deploy/compose.models.yml (the volume override users have for the same purpose).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -25,6 +32,15 @@ SANDBOX = REPO.parent / "shared" / "tools" / "docker-sandbox.sh"
 PROJECT = "berthtest"
 API = "http://127.0.0.1:8000"
 PROMETHEUS = "http://127.0.0.1:9090"
+# Optional quick mode (see the module docstring): the models volume override and a build argument.
+FILES = (
+    ["-f", "docker-compose.yml", "-f", "deploy/compose.models.yml"]
+    if os.environ.get("BERTH_MODELS_HOST_DIR") else []
+)
+BUILD_ARGS = (
+    ["--build-arg", f"BERTH_DEFAULT_MODELS={os.environ['BERTH_DEFAULT_MODELS']}"]
+    if os.environ.get("BERTH_DEFAULT_MODELS") else []
+)
 
 
 def _sh(*cmd: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -37,7 +53,7 @@ def _sh(*cmd: str, timeout: float = 600, check: bool = True) -> subprocess.Compl
 
 
 def _compose(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    return _sh("docker-compose", "-p", PROJECT, *args, timeout=timeout, check=check)
+    return _sh("docker-compose", "-p", PROJECT, *FILES, *args, timeout=timeout, check=check)
 
 
 def _post(path: str, body: dict) -> dict:
@@ -65,7 +81,7 @@ def stack():
     if not shutil.which("docker-compose"):
         pytest.skip("docker-compose is not installed (run ../shared/tools/docker-sandbox.sh up)")
     try:
-        _compose("build", "api", "loadtest", timeout=3600)
+        _compose("build", *BUILD_ARGS, "api", "loadtest", timeout=3600)
         _compose("up", "-d", timeout=600)
         yield
     finally:
@@ -137,6 +153,7 @@ def test_loadtest_profile_leaves_a_report(stack):
         "docker-compose",
         "-p",
         PROJECT,
+        *FILES,
         "--profile",
         "loadtest",
         "up",

@@ -145,7 +145,19 @@ async def test_validation_errors_map_to_statuses(models_dir, payload, status, pa
         r = await client.post("/embed", json=payload)
         assert r.status_code == status, r.text
         assert error_of(r)["param"] == param
-        assert len(fake.batches) == 1  # only the warm-up batch: nothing reached the runtime
+        assert len(fake.batches) == 2  # only the two warm-up batches: nothing reached the runtime
+
+
+@pytest.mark.parametrize(("batch_size", "batch_tokens"), [(16, 8192), (16, 100), (3, 8192)])
+async def test_warm_up_runs_the_largest_batch_the_batcher_can_form(models_dir, batch_size, batch_tokens):
+    """The arena must reach its peak before /readyz: the second warm-up batch is max_batch_size rows
+    of max_length tokens, cut to what max_batch_tokens holds (at least one row)."""
+    settings = Settings(models_dir=models_dir, max_batch_size=batch_size, max_batch_tokens=batch_tokens)
+    async with serve_in_process(settings) as (app, _):
+        model = app.state.berth.registry.models["emb"]
+        length = model.manifest.max_length
+        rows = max(1, min(batch_size, batch_tokens // length))
+        assert model.runtime.batches[1] == (rows, length)
 
 
 async def test_malformed_json_is_400_and_unknown_route_404(models_dir):
