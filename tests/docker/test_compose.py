@@ -169,3 +169,30 @@ def test_loadtest_profile_leaves_a_report(stack):
     assert (reports / "embed_interactive.html").is_file() and (
         reports / "embed_interactive_stats.csv"
     ).is_file()
+
+
+def test_runtime_image_serves_from_a_read_only_filesystem(stack):
+    """Issue 9: the container can run with a read-only root filesystem (only /tmp writable)."""
+    name = f"{PROJECT}-readonly"
+    _sh("docker", "rm", "-f", name, check=False)
+    _sh("docker", "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--network", "host",
+        "-e", "BERTH_PORT=8002", "berth:cpu")
+    try:
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8002/readyz", timeout=5) as resp:
+                    return resp.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        _wait(ready, "the read-only container's /readyz", 300)
+        request = urllib.request.Request(
+            "http://127.0.0.1:8002/embed", data=json.dumps({"inputs": "read-only"}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            assert resp.status == 200 and len(json.loads(resp.read())["embeddings"][0]) == 384
+    finally:
+        logs = _sh("docker", "logs", name, check=False)
+        _sh("docker", "rm", "-f", name, check=False)
+    assert "Read-only file system" not in logs.stdout + logs.stderr
