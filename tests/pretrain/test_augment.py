@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -87,6 +88,49 @@ def test_keep_clean_trains_on_the_clean_set_plus_an_attacked_copy(tmp_path, tiny
     assert both["epochs"][0]["augment"]["keep_clean"] is True
     # The attacked copy is the same draw either way: the clean half is added, not substituted.
     assert both["epochs"][0]["augment"]["kinds"] == plain["epochs"][0]["augment"]["kinds"]
+
+
+def test_keep_clean_epochs_hold_each_clean_sentence_and_its_attacked_twin(tmp_path, tiny_checkpoints,
+                                                                          monkeypatch):
+    """What each keep-clean epoch trains on: every clean NER sentence untouched, then an attacked
+    copy of each with the same tags, drawn afresh per epoch."""
+    import model.train as training
+
+    encoded = []  # the examples behind every _encode call, in order
+    real_encode = training._encode
+
+    def recording_encode(cfg, tokenizer, examples, *rest):
+        encoded.append(list(examples))
+        return real_encode(cfg, tokenizer, examples, *rest)
+
+    monkeypatch.setattr(training, "_encode", recording_encode)
+    tr = toydata.write_conll(tmp_path / "train.txt", repeat=2)
+    clean = read_examples(tr, "conll", "ner")
+    cfg = training.TrainConfig(task="ner", base=str(tiny_checkpoints("bert", "base")), train=str(tr),
+                               dev=str(tr), out=str(tmp_path / "out"), format="conll", epochs=2,
+                               batch_size=8, threads=1, seed=7, augment="typos=1,keep-clean")
+    summary = training.train(cfg, log=lambda m: None)
+
+    assert encoded[0] == clean  # the initial encoding, before any epoch
+    per_epoch = encoded[1:]
+    assert len(per_epoch) == 2
+    n = len(clean)
+    for epoch, examples in enumerate(per_epoch, start=1):
+        assert len(examples) == 2 * n
+        assert examples[:n] == clean  # the clean half is exactly the training set
+        twins = examples[n:]
+        assert twins == attack_examples(clean, seed=7, rate=1.0, epoch=epoch)
+        for twin, original in zip(twins, clean, strict=True):
+            assert twin.tags == original.tags and len(twin.tokens) == len(original.tokens)
+            for noisy, word in zip(twin.tokens, original.tokens, strict=True):
+                longest_letter_run = max((len(run) for run in re.findall(r"[^\W\d_]+", word)), default=0)
+                if longest_letter_run >= 4:
+                    assert noisy != word  # rate 1: every eligible word is misspelt
+                else:
+                    assert noisy == word  # too short to attack: left alone
+    assert per_epoch[0][n:] != per_epoch[1][n:]  # fresh typos each epoch
+    assert [e["texts"] for e in summary["epochs"]] == [2 * n, 2 * n]
+    assert all(e["augment"]["keep_clean"] for e in summary["epochs"])
 
 
 def test_train_refuses_an_unknown_augmentation(tmp_path, tiny_checkpoints, capsys):
