@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from export.checkpoint import CheckpointInfo, ExportError, bundle_tokenizer, read_checkpoint
-from export.gate_data import Example, default_examples, encode, parity_batches
+from export.gate_data import Example, calibration_examples, default_examples, encode, parity_batches
 from export.parity import (
     DEFAULT_THRESHOLDS,
     GateError,
@@ -183,11 +183,16 @@ def _int8_variant(info: CheckpointInfo, work: Path, key: str, src: str, graph: s
     """The first recipe (fastest first) whose int8 graph passes the task gate; GateError if none."""
     tried: list[dict[str, object]] = []
     error: GateError | None = None
+    calibration: list[dict] | None = None
     for recipe in recipes:
-        details = quantize_int8(work / FILES[src], work / FILES[key], recipe)
+        if recipe.smooth_alpha is not None and calibration is None:
+            tokenizer = bundle_tokenizer(info.path)
+            calibration = [b.feeds for b in encode(tokenizer, info, calibration_examples(info.task))]
+        details = quantize_int8(work / FILES[src], work / FILES[key], recipe, calibration)
         run = session_runner(session(work / FILES[key], threads))
         figures = task_agreement(info.task, info.problem_type, batches, reference, run_all(run, batches))
-        tried.append({"keep_fp32": list(recipe.keep_fp32), "per_channel": recipe.per_channel, **figures})
+        tried.append({"keep_fp32": list(recipe.keep_fp32), "per_channel": recipe.per_channel,
+                      "smooth_alpha": recipe.smooth_alpha, **figures})
         try:
             int8_gate(info.task, figures, limits, f"{FILES[key]} int8 vs torch fp32")
         except GateError as exc:

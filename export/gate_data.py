@@ -19,6 +19,16 @@ DEFAULT_FILES = {
     "qa": DATA_DIR / "squad" / "dev.json",
 }
 
+# Calibration inputs of the smoothing int8 recipe: the training splits, never the dev sets the
+# gates measure on, so a recipe cannot be fitted to its own test.
+CALIBRATION_FILES = {
+    "embed": DATA_DIR / "sst" / "train.txt",
+    "classify": DATA_DIR / "sst" / "train.txt",
+    "ner": DATA_DIR / "conll2003" / "train.txt",
+    "qa": DATA_DIR / "squad" / "train.json",
+}
+CALIBRATION_EXAMPLES = 128
+
 # A gate example: a text, a (text, text_pair) pair, or a list of words (NER).
 Example = str | tuple[str, str] | list[str]
 
@@ -71,6 +81,20 @@ def default_examples(task: str) -> list[Example]:
     path = DEFAULT_FILES[task]
     if not path.is_file():
         raise ExportError(f"{path}: missing; pass gate_texts explicitly")
+    return _read_examples(task, path)
+
+
+def calibration_examples(task: str, count: int = CALIBRATION_EXAMPLES) -> list[Example]:
+    """`count` examples spread evenly over the task's training split (every k-th one)."""
+    path = CALIBRATION_FILES[task]
+    if not path.is_file():
+        raise ExportError(f"{path}: missing; the smoothing int8 recipe calibrates on it")
+    examples = _read_examples(task, path)
+    step = max(1, len(examples) // count)
+    return examples[::step][:count]
+
+
+def _read_examples(task: str, path: Path) -> list[Example]:
     if task == "ner":
         return list(read_conll(path))
     if task == "qa":
