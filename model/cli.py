@@ -11,6 +11,7 @@ import json
 import sys
 
 from model.features import LABEL_PIECES
+from model.precision import PRECISIONS
 
 TASKS = ("classify", "ner", "qa")
 PRETRAIN_TASK = "mlm"
@@ -53,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     train.add_argument("--eval-batch-size", type=int, default=64)
+    train.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="training matmuls: fp32, bf16 autocast, or auto = bf16 where the CPU has AMX "
+                            "(measured ~1.8x faster there; weights and evaluation stay fp32)")
     train.add_argument("--problem-type", choices=("single_label_classification", "multi_label_classification",
                                                   "regression"), help="classify (default: from the labels)")
     train.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
@@ -127,6 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         max_grad_norm=args.max_grad_norm, max_length=args.max_length, doc_stride=args.doc_stride,
         seed=args.seed, threads=args.threads, eval_batch_size=args.eval_batch_size,
         problem_type=args.problem_type, threshold=args.threshold, label_pieces=args.label_pieces,
+        precision=args.precision,
     )
     try:
         summary = train(cfg, log=lambda msg: print(msg, flush=True))
@@ -209,7 +214,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         epochs=_or(args.epochs, 10), max_minutes=args.max_minutes, batch_size=_or(args.batch_size, 64),
         lr=_or(args.lr, 5e-5 if args.base else 5e-4), weight_decay=args.weight_decay,
         warmup_ratio=_or(args.warmup_ratio, 0.06), max_grad_norm=args.max_grad_norm, seed=args.seed,
-        threads=args.threads, eval_batch_size=args.eval_batch_size,
+        threads=args.threads, eval_batch_size=args.eval_batch_size, precision=args.precision,
     )
     try:
         summary = pretrain(cfg, log=lambda msg: print(msg, flush=True))

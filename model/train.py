@@ -24,6 +24,7 @@ from model.evaluate import MAIN_METRIC, evaluate
 from model.features import encode_classify, encode_ner, encode_qa
 from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer, save_checkpoint
 from model.labels import check_known_labels, labels_of_examples
+from model.precision import attention_for, autocast, resolve_precision
 from model.typos import AttackStats, attack_examples, parse_augment
 
 SUMMARY_NAME = "berth_train.json"
@@ -53,6 +54,7 @@ class TrainConfig:
     threshold: float = 0.5  # multi-label decision threshold for evaluation
     label_pieces: str = "first"  # ner: train only words' first pieces, or all pieces (features.encode_ner)
     augment: str | None = None  # "typos" or "typos=RATE": misspell training words afresh each epoch
+    precision: str = "auto"  # fp32, bf16 autocast, or auto: bf16 where the CPU has AMX (model.precision)
 
 
 def infer_problem_type(examples: list) -> str:
@@ -92,11 +94,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     max_length = cfg.max_length or DEFAULT_MAX_LENGTH[cfg.task]
     train_examples, dev_examples, labels, problem_type = _read_data(cfg)
+    precision = resolve_precision(cfg.precision)
     tokenizer = load_tokenizer(cfg.base)
-    model = build_task_model(cfg.base, cfg.task, labels, problem_type)
+    model = build_task_model(cfg.base, cfg.task, labels, problem_type,
+                             attn_implementation=attention_for(precision))
     features = _encode(cfg, tokenizer, train_examples, labels, problem_type, max_length)
     log(f"{cfg.task}: {len(train_examples)} train examples -> {len(features)} features, "
-        f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}")
+        f"{len(dev_examples)} dev examples; labels: {labels}; problem type: {problem_type}; "
+        f"training precision: {precision}")
 
     augment = parse_augment(cfg.augment)
     per_epoch = len(features) * (2 if augment and augment.keep_clean else 1)
@@ -126,7 +131,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                                      **stats.as_dict()}}
             batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
             loss, seconds = _train_epoch(model, tokenizer, features, batches, optimizer, scheduler, cfg,
-                                         desc=f"epoch {epoch}/{cfg.epochs}")
+                                         precision, desc=f"epoch {epoch}/{cfg.epochs}")
             t1 = time.time()
             metrics = evaluate(cfg.task, model, tokenizer, dev_examples, **eval_options)
             record = {"epoch": epoch, "texts": len(features), "train_loss": loss,
@@ -183,7 +188,7 @@ def _encode(cfg: TrainConfig, tokenizer, examples: list, labels: list[str] | Non
 
 
 def _train_epoch(model, tokenizer, features: list[dict], batches: list[list[int]], optimizer, scheduler,
-                 cfg: TrainConfig, desc: str) -> tuple[float, float]:
+                 cfg: TrainConfig, precision: str, desc: str) -> tuple[float, float]:
     """One pass over `batches`; returns (mean loss, seconds). The bar shows loss and texts/s."""
     import torch
     from tqdm import tqdm
@@ -196,7 +201,8 @@ def _train_epoch(model, tokenizer, features: list[dict], batches: list[list[int]
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
     for step, idx in enumerate(bar, 1):
         batch = collate([features[i] for i in idx], tokenizer.pad_token_id, token_labels=cfg.task == "ner")
-        loss = model(**{k: v for k, v in batch.items() if k in keep}).loss
+        with autocast(precision):
+            loss = model(**{k: v for k, v in batch.items() if k in keep}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -230,7 +236,11 @@ def _as_float(ex):
 
 
 def adamw(model, lr: float, weight_decay: float):
-    """AdamW without weight decay on biases and LayerNorm weights."""
+    """AdamW without weight decay on biases and LayerNorm weights.
+
+    The fused kernel: the per-tensor (foreach) one spent 160 ms a step on MiniLM's 22M parameters
+    here, a quarter of the step; fused measured a third of that, same update rule.
+    """
     import torch
 
     decay, no_decay = [], []
@@ -238,6 +248,7 @@ def adamw(model, lr: float, weight_decay: float):
         (no_decay if param.ndim < 2 else decay).append(param)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+        fused=True,
     )
 
 
@@ -284,6 +295,7 @@ def _summary(cfg, max_length, labels, problem_type, epochs, best, started) -> di
         "wall_seconds": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": _cpu_model(), "platform": platform.platform()},
+        "training_precision": resolve_precision(cfg.precision),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "tokenizers": tokenizers.__version__},
     }

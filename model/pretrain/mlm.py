@@ -59,6 +59,7 @@ class MLMConfig:
     seed: int = 42
     threads: int | None = None
     eval_batch_size: int = 128
+    precision: str = "auto"  # fp32, bf16 autocast, or auto: bf16 where the CPU has AMX (model.precision)
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -120,7 +121,7 @@ def mlm_loss(model, feeds: dict, labels) -> tuple[object, int, int]:
     return loss, correct, count
 
 
-def build_model_and_tokenizer(cfg: MLMConfig, train_lines: list[str]):
+def build_model_and_tokenizer(cfg: MLMConfig, train_lines: list[str], attention: str = "sdpa"):
     """(MLM model, tokenizer, how they were made) for the config: from `base`, or from scratch."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
@@ -131,7 +132,7 @@ def build_model_and_tokenizer(cfg: MLMConfig, train_lines: list[str]):
     register_architectures()
     if cfg.base:
         model_type = AutoConfig.from_pretrained(cfg.base).model_type
-        model = AutoModelForMaskedLM.from_pretrained(cfg.base, **attention_kwargs(model_type, "sdpa"))
+        model = AutoModelForMaskedLM.from_pretrained(cfg.base, **attention_kwargs(model_type, attention))
         return model, load_tokenizer(cfg.base), {"from": "checkpoint", "base": cfg.base}
     if cfg.tokenizer:
         tokenizer, origin = load_tokenizer(cfg.tokenizer), {"tokenizer_from": cfg.tokenizer}
@@ -141,7 +142,7 @@ def build_model_and_tokenizer(cfg: MLMConfig, train_lines: list[str]):
         origin = {"tokenizer_trained_seconds": round(time.time() - t0, 1)}
     config = build_config(cfg.arch, cfg.size, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                           overrides=parse_overrides(cfg.config_overrides))
-    model = AutoModelForMaskedLM.from_config(config, **attention_kwargs(config.model_type, "sdpa"))
+    model = AutoModelForMaskedLM.from_config(config, **attention_kwargs(config.model_type, attention))
     return model, tokenizer, {"from": "scratch", "arch": cfg.arch, "size": cfg.size, **origin}
 
 
@@ -150,6 +151,7 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
     import torch
 
     from model.heads import input_names, save_checkpoint
+    from model.precision import attention_for, autocast, resolve_precision
     from model.pretrain.backbones import parameter_count
     from model.pretrain.masking import MaskingConfig, epoch_generator
     from model.train import _replace_dir, adamw, set_seed
@@ -159,7 +161,8 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     train_lines = read_lines(cfg.train)
     dev_lines = read_lines(cfg.dev) if cfg.dev else []
-    model, tokenizer, origin = build_model_and_tokenizer(cfg, train_lines)
+    precision = resolve_precision(cfg.precision)
+    model, tokenizer, origin = build_model_and_tokenizer(cfg, train_lines, attention_for(precision))
     features = encode_lines(tokenizer, train_lines, cfg.max_length)
     dev_features = encode_lines(tokenizer, dev_lines, cfg.max_length) if dev_lines else []
     special = set(tokenizer.all_special_ids)
@@ -171,7 +174,7 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
     n_tokens = sum(len(f["input_ids"]) for f in features)
     log(f"mlm: {model.config.model_type} {params['total']:,} encoder parameters, vocabulary "
         f"{len(tokenizer)}; {len(train_lines)} lines -> {len(features)} windows ({n_tokens:,} tokens), "
-        f"{len(dev_features)} dev windows")
+        f"{len(dev_features)} dev windows; training precision {precision}")
 
     per_epoch = -(-len(features) // cfg.batch_size)
     planned = max(1, cfg.epochs * per_epoch)
@@ -205,7 +208,8 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
             for idx in batches:
                 batch, words = collate_mlm([features[i] for i in idx], tokenizer.pad_token_id)
                 inputs, labels = _corrupt(batch, words, masking, generator)
-                loss, right, n = mlm_loss(model, {k: v for k, v in inputs.items() if k in names}, labels)
+                with autocast(precision):
+                    loss, right, n = mlm_loss(model, {k: v for k, v in inputs.items() if k in names}, labels)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -290,6 +294,12 @@ def command_line(cfg: MLMConfig) -> str:
     return " ".join(parts)
 
 
+def _resolved(precision: str) -> str:
+    from model.precision import resolve_precision
+
+    return resolve_precision(precision)
+
+
 def _summary(cfg, model, tokenizer, origin, params, features, epochs, steps, train_seconds, stopped,
              started) -> dict:
     import tokenizers
@@ -303,6 +313,7 @@ def _summary(cfg, model, tokenizer, origin, params, features, epochs, steps, tra
         "args": asdict(cfg),
         "model_type": model.config.model_type,
         "origin": origin,
+        "training_precision": _resolved(cfg.precision),
         "parameters": params,
         "vocab_size": len(tokenizer),
         "train_windows": len(features),
