@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--models-dir", help="directory of bundles (BERTH_MODELS_DIR, default models)")
     serve.add_argument("--provider", choices=["auto", "cpu", "cuda", "tensorrt"], help="BERTH_PROVIDER")
     serve.add_argument("--precision", choices=["auto", "fp32", "int8", "fp16"], help="BERTH_PRECISION")
-    serve.add_argument("--intra-op-threads", type=int, help="per model (BERTH_INTRA_OP_THREADS)")
+    serve.add_argument("--intra-op-threads", type=int, help="ORT threads per batch (BERTH_INTRA_OP_THREADS)")
+    serve.add_argument("--concurrent-batches", type=int,
+                       help="batches one model runs at once (BERTH_CONCURRENT_BATCHES)")
     serve.add_argument("--max-batch-tokens", type=int, help="BERTH_MAX_BATCH_TOKENS")
     serve.add_argument("--max-batch-size", type=int, help="BERTH_MAX_BATCH_SIZE")
     serve.add_argument("--max-wait-ms", type=float, help="BERTH_MAX_WAIT_MS")
@@ -41,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
             provider=args.provider,
             precision=args.precision,
             intra_op_threads=args.intra_op_threads,
+            concurrent_batches=args.concurrent_batches,
             max_batch_tokens=args.max_batch_tokens,
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,

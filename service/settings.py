@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(5.0, ge=0)
     max_queue_tokens: int = Field(65536, gt=0, description="tokens waiting per model before 429")
     batch_lookahead: int = Field(256, gt=0, description="queued items considered for length grouping")
+    # Unset: 8 on CPU, where a padded token costs as much as a real one and a run's fixed cost is
+    # about 16 tokens' worth (service/batcher.py); no limit on CUDA, where padding is nearly free.
+    batch_pad_allowance: int | None = Field(
+        None, ge=0, description="padding tokens an item may add to a batch (unset: 8 on CPU, none on GPU)"
+    )
 
     # Request limits.
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
@@ -49,7 +54,15 @@ class Settings(BaseSettings):
     # Runtime.
     provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
     precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"
-    intra_op_threads: int = Field(0, ge=0, description="per model; 0 = the cores shared out")
+    # How the cores are used: each batch runs on `intra_op_threads` threads, and the process runs
+    # at most cores // intra_op_threads batches at once (all models together), a model at most
+    # `concurrent_batches` of them. The default, one thread a batch and as many batches as cores,
+    # measured faster than one batch on every core (docs/benchmarks.md: a small batch cannot keep
+    # two intra-op threads busy, and they wait on each other at every operator).
+    intra_op_threads: int = Field(0, ge=0, description="ORT threads per batch; 0 = 1")
+    concurrent_batches: int = Field(
+        0, ge=0, description="batches one model may run at once; 0 = as many as the cores allow"
+    )
     warmup: bool = True
 
     # Security and logging.

@@ -41,7 +41,8 @@ def cancelled_count(metrics_text: str) -> float:
 
 
 async def test_cancelled_mid_queue_is_not_computed_and_nothing_leaks(all_tasks_dir):
-    settings = Settings(models_dir=all_tasks_dir, max_wait_ms=0, access_log=False)
+    # One batch at a time: the gated batch holds the runtime while the others queue.
+    settings = Settings(models_dir=all_tasks_dir, max_wait_ms=0, access_log=False, concurrent_batches=1)
     async with serve_in_process(settings) as (app, client):
         model = app.state.berth.registry.models["emb"]
         ids = {w: model.tokenizer.plain.token_to_id(w) for w in ("movie", "paris", "plot", "john")}
@@ -74,7 +75,8 @@ async def test_cancelled_mid_queue_is_not_computed_and_nothing_leaks(all_tasks_d
 def test_client_disconnect_over_http_cancels_the_queued_request(all_tasks_dir):
     """A real socket closed while its request waits: uvicorn reports the disconnect, the edge
     cancels the handler, the item is dropped before it runs."""
-    settings = Settings(models_dir=all_tasks_dir, max_wait_ms=0, access_log=False)
+    # One batch at a time: the gated batch holds the runtime while the others queue.
+    settings = Settings(models_dir=all_tasks_dir, max_wait_ms=0, access_log=False, concurrent_batches=1)
     with live_app(settings) as (url, app):
         model = app.state.berth.registry.models["emb"]
         paris = model.tokenizer.plain.token_to_id("paris")

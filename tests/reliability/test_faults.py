@@ -41,7 +41,8 @@ async def test_corrupt_truncated_missing_onnx_reported_by_name_others_serve(tmp_
 
 
 async def test_inference_error_fails_only_its_batch(all_tasks_dir, caplog):
-    settings = Settings(models_dir=all_tasks_dir, max_wait_ms=0, access_log=False)
+    # One batch at a time: the gated batch holds the runtime while the others queue.
+    settings = Settings(models_dir=all_tasks_dir, max_wait_ms=0, access_log=False, concurrent_batches=1)
     async with serve_in_process(settings) as (app, client):
         model = app.state.berth.registry.models["emb"]
         gate, inside = threading.Event(), asyncio.Event()

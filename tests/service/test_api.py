@@ -180,7 +180,7 @@ async def test_api_key_required_except_health_and_never_logged(models_dir, caplo
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
         assert (await client.get("/models")).status_code == 401
-        assert "s3cret-key" not in caplog.text and '"status": 401' in caplog.text
+        assert "s3cret-key" not in caplog.text and '"status":401' in caplog.text
 
 
 async def test_body_limit_413_with_length_and_chunked(models_dir):
@@ -215,7 +215,8 @@ def hold_runtime(model) -> tuple[threading.Event, asyncio.Event]:
 
 
 async def test_overload_is_429_with_retry_after(models_dir):
-    settings = Settings(models_dir=models_dir, max_queue_tokens=20, max_wait_ms=0)
+    # One batch at a time: the held batch occupies the runtime and everything after it queues.
+    settings = Settings(models_dir=models_dir, max_queue_tokens=20, max_wait_ms=0, concurrent_batches=1)
     async with serve_in_process(settings) as (app, client):
         model = app.state.berth.registry.models["emb"]
         gate, inside = hold_runtime(model)
@@ -237,7 +238,7 @@ async def test_overload_is_429_with_retry_after(models_dir):
 
 
 async def test_deadline_is_504(models_dir):
-    settings = Settings(models_dir=models_dir, request_timeout_s=0.05, max_wait_ms=0)
+    settings = Settings(models_dir=models_dir, request_timeout_s=0.05, max_wait_ms=0, concurrent_batches=1)
     async with serve_in_process(settings) as (app, client):
         gate, inside = hold_runtime(app.state.berth.registry.models["emb"])
         blocked = asyncio.create_task(client.post("/embed", json={"inputs": "first"}))

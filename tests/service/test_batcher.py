@@ -232,3 +232,91 @@ async def test_stop_drains_accepted_work_and_refuses_new():
     assert await asyncio.gather(*tasks) == [f"done:x{i}" for i in range(5)]
     with pytest.raises(ShuttingDown):
         await batcher.submit("late", 2)
+
+
+async def test_lanes_run_batches_side_by_side():
+    runner = Runner()
+    batcher = make(runner, max_wait_ms=0, lanes=2)
+    blocker = await runner.hold(batcher)  # one lane is stuck at the gate...
+    runner.gate.clear()
+    runner.started.clear()
+    second = asyncio.create_task(batcher.submit("second", 3))
+    await asyncio.wait_for(runner.started.wait(), 5)  # ...and the other lane still starts a batch
+    runner.gate.set()
+    assert await asyncio.wait_for(second, 5) == "done:second"
+    await blocker
+    await batcher.stop()
+
+
+async def test_one_lane_waits_for_the_running_batch():
+    runner = Runner()
+    batcher = make(runner, max_wait_ms=0, lanes=1)
+    blocker = await runner.hold(batcher)
+    runner.started.clear()
+    queued = asyncio.create_task(batcher.submit("queued", 3))
+    await settle()
+    await asyncio.sleep(0.05)
+    assert not runner.started.is_set() and batcher.queued_items == 1
+    runner.gate.set()
+    assert await asyncio.wait_for(queued, 5) == "done:queued"
+    await blocker
+    await batcher.stop()
+
+
+async def test_shared_executor_bounds_runs_across_batchers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    active, peak = 0, 0
+    lock = threading.Lock()
+
+    def slow(items):
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.02)
+        with lock:
+            active -= 1
+        return items
+
+    pool = ThreadPoolExecutor(max_workers=2)
+    config = BatchConfig(max_wait_ms=0, max_batch_size=1, lanes=2)
+    batchers = [Batcher(slow, config, name=f"m{i}", executor=pool) for i in range(3)]
+    for b in batchers:
+        b.start()
+    results = await asyncio.gather(*(b.submit(f"{i}", 1) for b in batchers for i in range(4)))
+    assert sorted(results) == sorted(f"{i}" for _ in batchers for i in range(4))
+    assert peak == 2  # 3 models x 2 lanes wanted 6 runs at once; the pool allows 2
+    for b in batchers:
+        await b.stop()
+    pool.submit(lambda: None).result()  # the shared pool is still usable: stop() left it alone
+    pool.shutdown()
+
+
+async def test_padding_allowance_splits_far_lengths():
+    runner = Runner()
+    batcher = make(runner, max_batch_size=8, max_wait_ms=0, pad_allowance=4)
+    blocker = await runner.hold(batcher)
+    lengths = {"a": 10, "b": 12, "c": 30, "d": 11, "e": 31}
+    tasks = [asyncio.create_task(batcher.submit(name, n)) for name, n in lengths.items()]
+    await settle()
+    runner.gate.set()
+    await asyncio.wait_for(asyncio.gather(blocker, *tasks), 5)
+    # a(10), d(11), b(12) add 1 + 2 padding tokens together; c(30) would add 18 per item.
+    assert [sorted(b) for b in runner.batches[1:]] == [["a", "b", "d"], ["c", "e"]]
+    await batcher.stop()
+
+
+async def test_padding_counts_growth_of_the_longest_for_every_item():
+    runner = Runner()
+    batcher = make(runner, max_batch_size=8, max_wait_ms=0, pad_allowance=5)
+    blocker = await runner.hold(batcher)
+    # Three items of 10 tokens, then one of 12: it would add 2 padding tokens to each of the
+    # three (6 > 5), so it waits for its own batch, though it is only 2 tokens longer.
+    tasks = [asyncio.create_task(batcher.submit(f"x{i}", 10)) for i in range(3)]
+    tasks.append(asyncio.create_task(batcher.submit("y", 12)))
+    await settle()
+    runner.gate.set()
+    await asyncio.wait_for(asyncio.gather(blocker, *tasks), 5)
+    assert [sorted(b) for b in runner.batches[1:]] == [["x0", "x1", "x2"], ["y"]]
+    await batcher.stop()

@@ -88,16 +88,24 @@ def test_auto_precision_int8_on_cpu_fp16_on_gpu_with_fp32_fallback():
         choose_runtime(full, "cuda", "auto", CPU)
 
 
-def test_intra_op_threads_never_exceed_cores(monkeypatch, tmp_path):
+def test_threads_times_concurrent_batches_never_exceed_cores(monkeypatch, tmp_path):
     monkeypatch.setattr("service.registry.cpu_count", lambda: 4)
     auto = Registry(Settings(models_dir=tmp_path), Metrics())
-    assert [auto.threads_per_model(n) for n in (1, 2, 3, 4)] == [4, 2, 1, 1]
-    fixed = Registry(Settings(models_dir=tmp_path, intra_op_threads=2), Metrics())
-    assert (
-        fixed.threads_per_model(1) == 2
-        and fixed.threads_per_model(2) == 2
-        and fixed.threads_per_model(3) == 1
-    )
+    # Default: one ORT thread a batch, as many batches at once as cores, each model may use all.
+    assert (auto.threads, auto.slots, auto.lanes_per_model()) == (1, 4, 4)
+    two = Registry(Settings(models_dir=tmp_path, intra_op_threads=2), Metrics())
+    assert (two.threads, two.slots, two.lanes_per_model()) == (2, 2, 2)
+    capped = Registry(Settings(models_dir=tmp_path, intra_op_threads=8, concurrent_batches=3), Metrics())
+    assert (capped.threads, capped.slots, capped.lanes_per_model()) == (4, 1, 1)
+    one_lane = Registry(Settings(models_dir=tmp_path, concurrent_batches=1), Metrics())
+    assert (one_lane.threads, one_lane.slots, one_lane.lanes_per_model()) == (1, 4, 1)
+
+
+def test_padding_allowance_defaults_by_provider(tmp_path):
+    auto = Registry(Settings(models_dir=tmp_path), Metrics())
+    assert auto.pad_allowance("cpu") == 8 and auto.pad_allowance("cuda") is None
+    fixed = Registry(Settings(models_dir=tmp_path, batch_pad_allowance=0), Metrics())
+    assert fixed.pad_allowance("cpu") == 0 and fixed.pad_allowance("cuda") == 0
 
 
 @pytest.fixture
