@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
+import itertools
 import logging
 import time
 import uuid
@@ -62,6 +62,16 @@ def _error_response(
     )
 
 
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count()
+
+
+def _new_request_id() -> str:
+    """Unique per process start and request: a random prefix and a counter (uuid4 per request
+    read the OS random source each time, 1% of the event loop's time under load)."""
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
 class EdgeMiddleware:
     """Request id, API key, body-size limit (also for chunked bodies), access log, request metrics."""
 
@@ -78,7 +88,7 @@ class EdgeMiddleware:
             return
         start = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope["path"]
         status_box = [500]
@@ -119,10 +129,10 @@ class EdgeMiddleware:
             metrics = self.state.metrics
             metrics.requests.labels(route=route, status=str(status_box[0])).inc()
             metrics.request_duration.labels(route=route).observe(elapsed)
-            if self.state.settings.access_log:
+            if self.state.settings.access_log and access_log.isEnabledFor(logging.INFO):
                 # Never the Authorization header: the key must not reach the logs.
                 access_log.info(
-                    json.dumps(
+                    orjson.dumps(
                         {
                             "ts": round(time.time(), 3),
                             "request_id": request_id,
@@ -132,7 +142,7 @@ class EdgeMiddleware:
                             "ms": round(elapsed * 1000, 2),
                             "client": (scope.get("client") or ("", 0))[0],
                         }
-                    )
+                    ).decode()
                 )
 
     def _reject(self, scope: Scope, headers: dict[bytes, bytes], path: str) -> Response | None:

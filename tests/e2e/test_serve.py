@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import random
 import threading
 
@@ -52,7 +53,11 @@ def test_every_route_over_http(server):
         assert c.post("/embed", json={"inputs": []}).json()["error"]["param"] == "inputs"
         assert httpx.post(server.url + "/embed", json={"inputs": "x"}).status_code == 401
     assert "e2e-key" not in server.log
-    assert '"path": "/embed"' in server.log  # JSON-lines access log
+    # JSON-lines access log: one object per request, with its id.
+    access = [json.loads(line) for line in server.log.splitlines() if line.startswith('{"ts"')]
+    embeds = [entry for entry in access if entry["path"] == "/embed"]
+    assert embeds and all(e["request_id"] and e["method"] == "POST" for e in embeds)
+    assert {e["status"] for e in embeds} >= {200, 401, 422}
 
 
 def test_openai_client_float_and_base64(server):
