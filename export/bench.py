@@ -13,6 +13,9 @@ import numpy as np
 from service.manifest import Manifest, Variant, load_manifest, write_manifest
 
 FULL_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (8, 64), (32, 32), (32, 128))
+# ORT threads the service gives one batch by default (it runs one batch per core side by side):
+# the CPU default graph is chosen at this setting.
+SERVICE_THREADS_PER_BATCH = 1
 QUICK_SHAPES: tuple[tuple[int, int], ...] = ((1, 16), (8, 64))
 
 # Engine name -> variant key in the manifest (torch has none).

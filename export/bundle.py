@@ -169,10 +169,13 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
                 "gate_examples": len(examples), "thresholds": dict(limits)},
     )
     if quick_bench:
-        from export.bench import QUICK_SHAPES, bench_bundle, choose_cpu_defaults
+        from export.bench import QUICK_SHAPES, SERVICE_THREADS_PER_BATCH, bench_bundle, choose_cpu_defaults
 
         write_manifest(work, manifest)
-        results = bench_bundle(work, QUICK_SHAPES, threads=threads, seconds=1.0, with_torch=False, rounds=3)
+        # Timed as the service runs a batch by default: on one thread (service/settings.py,
+        # intra_op_threads), whatever threads the gates ran on.
+        results = bench_bundle(work, QUICK_SHAPES, threads=SERVICE_THREADS_PER_BATCH, seconds=1.0,
+                               with_torch=False, rounds=3)
         manifest = choose_cpu_defaults(manifest, results)
     return manifest
 

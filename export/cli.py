@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("bundle", type=Path)
     b.add_argument("--shapes", default="1x16,8x64,32x32,32x128", help="batch x length list")
-    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--threads", type=int, default=1,
+                   help="ORT/torch threads per run (default 1: what the service gives one batch)")
     b.add_argument("--seconds", type=float, default=3.0, help="minimum timing per shape and engine")
     b.add_argument("--no-torch", action="store_true", help="skip the torch reference")
     b.add_argument("--dry-run", action="store_true", help="print only; leave the manifest as it is")
