@@ -111,3 +111,31 @@ def test_bundle_records_the_smoothing_recipe(tiny_checkpoints, tmp_path):
     assert details["recipes_tried"][0]["smooth_alpha"] == 0.9
     assert details["ops"]["MatMulInteger"] > 0
     assert not list(bundle.glob("*.smoothed.onnx"))
+
+
+@pytest.mark.parametrize("arch", ["bert", "albert", "distilbert", "roberta"])
+def test_attention_only_recipe_keeps_exactly_the_feed_forward_matmuls(tiny_checkpoints, tmp_path, arch):
+    """The last-resort recipe: both feed-forward MatMuls of every layer stay fp32, while Q/K/V and
+    the attention output projection are quantized, whatever the architecture names them."""
+    import fnmatch
+
+    from export.quantize import ATTENTION_ONLY_INT8, FEED_FORWARD_NODES
+
+    bundle = export_bundle(tiny_checkpoints(arch, "classify"), "classify", "m", tmp_path,
+                           precisions=("fp32",), quick_bench=False)
+    graph = onnx.load(str(bundle / "model.onnx")).graph
+    matmuls = [n.name for n in graph.node if n.op_type == "MatMul"]
+    kept = [n for n in matmuls if any(fnmatch.fnmatch(n, p) for p in FEED_FORWARD_NODES)]
+    layers = load_manifest(bundle).num_layers
+    # ALBERT runs one shared layer `layers` times: its graph repeats the same two MatMuls per pass.
+    assert len(kept) == 2 * layers, kept
+    assert not any("attention" in n or "query" in n or "q_lin" in n for n in kept), kept
+    details = quantize_int8(bundle / "model.onnx", tmp_path / "int8.onnx", ATTENTION_ONLY_INT8)
+    assert sorted(details["kept_fp32_nodes"]) == sorted(kept)
+    quantized = onnx.load(str(tmp_path / "int8.onnx")).graph
+    weights = {i.name for i in quantized.initializer}
+    float_weighted = {n.name for n in quantized.node if n.op_type == "MatMul" and n.input[1] in weights}
+    # Every other weighted MatMul (Q, K, V, attention output) became int8. (ALBERT's later passes
+    # reach the shared weights through the graph rather than as initializers: subset, not equal.)
+    assert float_weighted <= set(kept) and float_weighted
+    assert details["ops"]["MatMulInteger"] >= 4
