@@ -72,8 +72,17 @@ async def test_body_limit_is_413_before_parsing(all_tasks_dir, monkeypatch):
             parsed.append(raw[:20])  # request bodies of this test (responses start {"error" / {"model")
         return real_loads(raw, *a, **k)
 
+    import service.app
+
+    real_validate = service.app.validate_body
+
+    def validate(route, raw):  # the edge's direct dispatch parses well-formed bodies itself
+        parsed.append(raw[:20])
+        return real_validate(route, raw)
+
     async with serve_in_process(Settings(models_dir=all_tasks_dir, max_body_bytes=1000)) as (_, client):
         monkeypatch.setattr("starlette.requests.json.loads", loads)  # after loading the manifests
+        monkeypatch.setattr("service.app.validate_body", validate)
         # Malformed JSON over the limit: 413, not 400, so it was never parsed.
         r = await client.post("/embed", content=b"{" * 5000, headers={"content-type": "application/json"})
         assert r.status_code == 413 and error_of(r)["type"] == "payload_too_large"

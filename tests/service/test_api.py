@@ -344,3 +344,44 @@ async def test_cors_origins_setting(models_dir):
             "/embed", headers={"origin": "https://app.example", "access-control-request-method": "POST"}
         )
         assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_direct_dispatch_answers_exactly_as_fastapi_would(models_dir, monkeypatch):
+    """The edge calls a task route directly when its JSON body validates (service/app.py); every
+    answer must be the one the FastAPI route gives, and invalid bodies must take FastAPI's path."""
+    import service.app
+
+    requests = [
+        ("/embed", {"inputs": ["the movie", "a plot twist"], "dimensions": 4}),
+        ("/embed", {"inputs": "the movie", "normalize": False, "pooling": "max"}),
+        ("/v1/embeddings", {"input": ["the movie"], "model": "emb", "encoding_format": "base64"}),
+        ("/classify", {"inputs": [["the movie", "was good"]], "model": "sent", "top_k": 2}),
+        ("/classify", {"inputs": "the plot", "model": "tags", "threshold": 0.2}),
+        ("/tokenize", {"inputs": "the movie"}),
+        ("/embed", {"inputs": []}),  # 422 naming the field
+        ("/embed", {"inputs": "x", "model": "nope"}),  # 404 from the route itself
+        ("/classify", {"inputs": "x", "model": "emb"}),  # 422: wrong task
+    ]
+    validated: list[str] = []
+    real_validate = service.app.validate_body
+
+    def spy(route, body):
+        validated.append(route.model.__name__)
+        return real_validate(route, body)
+
+    monkeypatch.setattr("service.app.validate_body", spy)
+    async with serve_in_process(Settings(models_dir=models_dir)) as (_, client):
+        direct = [await client.post(path, json=body) for path, body in requests]
+        assert len(validated) == len(requests)  # each went through the direct dispatch first
+        as_text = await client.post(
+            "/embed", content=b'{"inputs": "x"}', headers={"content-type": "text/plain"}
+        )
+        monkeypatch.setattr("service.app.DIRECT_ROUTES", {})
+        standard = [await client.post(path, json=body) for path, body in requests]
+    assert len(validated) == len(requests)  # no direct dispatch once the table is empty
+    for (path, body), d, s in zip(requests, direct, standard, strict=True):
+        assert (d.status_code, d.json()) == (s.status_code, s.json()), (path, body)
+        assert d.headers["content-type"] == s.headers["content-type"]
+    assert [r.status_code for r in direct[-3:]] == [422, 404, 422]
+    # Not declared as JSON: FastAPI does not parse it, and neither does the direct dispatch.
+    assert as_text.status_code == 422 and "valid dictionary" in error_of(as_text)["message"]
