@@ -96,8 +96,31 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def cpu_count() -> int:
-    """Cores this process may use (respects affinity masks, unlike os.cpu_count)."""
+    """Cores this process may use: the affinity mask (unlike os.cpu_count), lowered to the
+    container's CPU quota when one is set (`docker run --cpus 2`, compose `cpus:` and Kubernetes
+    limits set a CFS quota, not an affinity mask, so without this a 2-CPU container on a 16-core
+    host would run 16 batches at once)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, int(quota))) if quota is not None else cores
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup's CFS quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `period`),
+    rounded down to whole CPUs by the caller; None when unlimited or unreadable."""
+    try:
+        text = (root / "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return float(text[0]) / float(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None

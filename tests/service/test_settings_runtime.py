@@ -145,3 +145,32 @@ def test_character_cap_runs_before_tokenizing(tokenizer):
         tokenizer.encode([huge], truncate=False)
     with pytest.raises(InvalidInput, match="non-empty"):
         tokenizer.encode([""])
+
+
+def test_cpu_quota_of_the_container_caps_the_cores(tmp_path):
+    from service.settings import cgroup_cpu_quota
+
+    assert cgroup_cpu_quota(tmp_path) is None  # nothing readable: no quota
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None  # v2, unlimited
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.5  # v2: docker run --cpus 1.5
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None  # v1, unlimited
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    assert cgroup_cpu_quota(tmp_path) == 2.0
+
+
+def test_cpu_count_takes_the_smaller_of_affinity_and_quota(monkeypatch):
+    import service.settings as settings
+
+    monkeypatch.setattr(settings.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: 2.5)
+    assert settings.cpu_count() == 2
+    monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: 0.5)
+    assert settings.cpu_count() == 1
+    monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: None)
+    assert settings.cpu_count() == 16
