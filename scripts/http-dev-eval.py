@@ -1,6 +1,7 @@
 """Dev metrics of the default models measured through a running server's HTTP API.
 
     .venv/bin/python scripts/http-dev-eval.py --url http://127.0.0.1:8000 [--tasks sentiment,ner,qa]
+        [--model sentiment=albert-sst2]     # score another bundle on a task's dev set
 
 Sends every dev example of the project's data/ folder (binary SST-2 sentences to /classify,
 CoNLL-2003 sentences to /ner, the SQuAD dev article to /qa) in requests of --chunk items and
@@ -97,18 +98,22 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--tasks", default="sentiment,ner,qa", help="comma-separated: " + ",".join(TASKS))
     parser.add_argument("--chunk", type=int, default=32, help="items per request")
+    parser.add_argument("--model", action="append", default=[], metavar="TASK=NAME",
+                        help="serve TASK with the bundle NAME (default: the bundle named like the task)")
     args = parser.parse_args()
+    names = dict(item.split("=", 1) for item in args.model)
     models = {m["name"]: m for m in json.loads(urllib.request.urlopen(args.url + "/models").read())["models"]}
     for task in args.tasks.split(","):
         if task not in TASKS:
             parser.error(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
-        if task not in models:
+        name = names.get(task, task)
+        if name not in models:
             raise SystemExit(
-                f"the server at {args.url} has no model named {task!r} (it has {', '.join(models)})"
+                f"the server at {args.url} has no model named {name!r} (it has {', '.join(models)})"
             )
         started = time.perf_counter()
-        result = TASKS[task](args.url, task, args.chunk)
-        result.update(model=task, served_precision=models[task].get("precision"),
+        result = TASKS[task](args.url, name, args.chunk)
+        result.update(model=name, served_precision=models[name].get("precision"),
                       seconds=round(time.perf_counter() - started, 1))
         print(json.dumps(result), flush=True)
 
