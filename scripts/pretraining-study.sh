@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The experiments of docs/pretraining.md, in order, each step skipped when its output exists.
 # Reads ../shared/data (the pretraining corpus is built from its training splits); writes
-# runs/pretrain/. About 2.5 hours on 2 idle cores. Run from the repository root:
+# runs/pretrain/. About 3 hours on 2 idle cores. Run from the repository root:
 #
 #   bash scripts/pretraining-study.sh            # everything
 #   STEPS="bert textcnn" bash scripts/pretraining-study.sh
 #
-# Steps: corpus params bert textcnn albert ner. MINUTES sets the pretraining budget (30).
+# Steps: corpus params bert textcnn albert ner. MINUTES sets the pretraining budget (30), LRS the
+# fine-tuning learning rates both SST-2 arms are tried at (each arm is scored at its best).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -14,6 +15,7 @@ BIN=${BIN:-.venv/bin}
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/pretrain}
 MINUTES=${MINUTES:-30}
+LRS=${LRS:-1e-4,3e-4,1e-3}
 STEPS=${STEPS:-corpus params bert textcnn albert ner}
 mkdir -p "$OUT"
 say() { echo "== $(date +%H:%M:%S) $*"; }
@@ -41,8 +43,8 @@ pretrain_and_study() {  # arch
       --lr "${LR:-5e-4}" --batch-size 64
   fi
   if [ ! -f "$OUT/study/$arch-small/study.json" ]; then
-    say "SST-2: $arch pretrained vs random initialisation, seeds 1,2,3"
-    "$BIN/python" -m model.pretrain.study sst2 --pretrained "$ckpt" --seeds 1,2,3 \
+    say "SST-2: $arch pretrained vs random initialisation, seeds 1,2,3, learning rates $LRS"
+    "$BIN/python" -m model.pretrain.study sst2 --pretrained "$ckpt" --seeds 1,2,3 --lrs "$LRS" \
       --train data/sst/train.txt --dev data/sst/dev.txt --out "$OUT/study/$arch-small"
   fi
 }
