@@ -92,6 +92,24 @@ def entities(tags: Sequence[str], strict: bool = False) -> set[tuple[str, int, i
     return spans
 
 
+def word_tags(words: Sequence[str], spans: Sequence[dict]) -> list[str]:
+    """IOB2 tags of a space-joined sentence's words from entity character spans (as `/ner`
+    answers them: dicts with `start`, `end`, `label`), to score a server's entities with
+    `entity_scores` against word-level gold tags.
+
+    A word takes the label of the entity holding its first character, as model/'s evaluation
+    reads a word's tag at its first piece.
+    """
+    tags, at, previous = ["O"] * len(words), 0, None
+    for i, word in enumerate(words):
+        holder = next((k for k, e in enumerate(spans) if e["start"] <= at < e["end"]), None)
+        if holder is not None:
+            tags[i] = ("I-" if holder == previous else "B-") + spans[holder]["label"]
+        previous = holder
+        at += len(word) + 1
+    return tags
+
+
 def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], strict: bool = False) -> dict:
     """Micro precision / recall / F1 over exact (type, start, end) matches, plus F1 per type."""
     if len(gold) != len(pred):

@@ -21,7 +21,7 @@ from pathlib import Path
 from model.data.conll import read_conll
 from model.data.squad import read_squad
 from model.data.sst import read_sst
-from model.metrics import classification_scores, entity_scores, squad_scores
+from model.metrics import classification_scores, entity_scores, squad_scores, word_tags
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -37,22 +37,6 @@ def post(url: str, route: str, body: dict) -> dict:
 def chunks(items: list, size: int):
     for at in range(0, len(items), size):
         yield items[at:at + size]
-
-
-def word_tags(tokens: list[str], entities: list[dict]) -> list[str]:
-    """IOB2 tags of a space-joined sentence's words from the entities' character spans.
-
-    A word takes the label of the entity holding its first character, as model/'s evaluation
-    reads a word's tag at its first piece.
-    """
-    tags, at, previous = ["O"] * len(tokens), 0, None
-    for i, token in enumerate(tokens):
-        holder = next((k for k, e in enumerate(entities) if e["start"] <= at < e["end"]), None)
-        if holder is not None:
-            tags[i] = ("I-" if holder == previous else "B-") + entities[holder]["label"]
-        previous = holder
-        at += len(token) + 1
-    return tags
 
 
 def eval_sentiment(url: str, model: str, chunk: int) -> dict:

@@ -73,6 +73,10 @@ def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
+
+def _berth_error_response(exc: BerthError) -> Response:
+    return _error_response(exc.status, exc.type, exc.message, exc.param, exc.headers())
+
 class EdgeMiddleware:
     """Request id, API key, body-size limit (also for chunked bodies), access log, request metrics."""
 
@@ -252,8 +256,8 @@ class _DirectCall:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             response = await self.route.endpoint(self.parsed, Request(scope, receive))
-        except BerthError as exc:  # the same mapping as the registered handler below
-            response = _error_response(exc.status, exc.type, exc.message, exc.param, exc.headers())
+        except BerthError as exc:  # the mapping of the registered handler below
+            response = _berth_error_response(exc)
         await response(scope, receive, send)
 
 
@@ -262,7 +266,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BerthError)
     async def _domain(request: Request, exc: BerthError) -> Response:
-        return _error_response(exc.status, exc.type, exc.message, exc.param, exc.headers())
+        return _berth_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

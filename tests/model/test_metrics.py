@@ -12,6 +12,7 @@ from model.metrics import (
     normalize_answer,
     regression_scores,
     squad_scores,
+    word_tags,
 )
 
 
@@ -92,3 +93,16 @@ def test_squad_v2_no_answer_and_missing_prediction():
     s = squad_scores(preds, golds)
     assert s["exact"] == pytest.approx(100 / 3)
     assert s["f1"] == pytest.approx(100 / 3)
+
+
+def test_word_tags_from_character_spans():
+    words = ["EU", "rejects", "German", "call", "to", "New", "York", "Times"]
+    text = " ".join(words)
+    spans = [{"label": "ORG", "start": 0, "end": 2},
+             {"label": "MISC", "start": text.index("German"), "end": text.index("German") + 6},
+             # two adjacent entities: the second starts with B-, not I-
+             {"label": "LOC", "start": text.index("New"), "end": text.index("York") + 4},
+             {"label": "ORG", "start": text.index("Times"), "end": len(text)}]
+    assert word_tags(words, spans) == ["B-ORG", "O", "B-MISC", "O", "O", "B-LOC", "I-LOC", "B-ORG"]
+    # a span holding only the end of a word does not tag it: the word's first character decides
+    assert word_tags(["U.S.", "troops"], [{"label": "LOC", "start": 2, "end": 4}]) == ["O", "O"]

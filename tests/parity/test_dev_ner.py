@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from model.data.conll import read_conll
-from model.metrics import entity_scores
+from model.metrics import entity_scores, word_tags
 from service.registry import ort_runtime_factory
 from service.settings import Settings
 from tests.parity.harness import Report, compare_ner, run_reference, serve_all
@@ -24,23 +24,6 @@ AGGREGATIONS = ["none", "simple", "first", "average", "max"]
 def dev(shared_data):
     examples = read_conll(shared_data / "conll2003" / "dev.txt")
     return examples, [" ".join(ex.tokens) for ex in examples]
-
-
-def word_tags(tokens: list[str], entities: list[dict]) -> list[str]:
-    """IOB2 tags of a space-joined sentence's words from entity character spans.
-
-    A word takes the label of the entity holding its first character, as model/'s evaluation
-    reads a word's tag at its first piece. (The pipeline's words are the pre-tokenizer's, so
-    "U.S." is four of them and an entity may hold only part of a CoNLL word.)
-    """
-    tags, at, previous = ["O"] * len(tokens), 0, None
-    for i, token in enumerate(tokens):
-        holder = next((k for k, e in enumerate(entities) if e["start"] <= at < e["end"]), None)
-        if holder is not None:
-            tags[i] = ("I-" if holder == previous else "B-") + entities[holder]["label"]
-        previous = holder
-        at += len(token) + 1
-    return tags
 
 
 async def test_ner_dev_parity_with_pipeline(ner_checkpoint, ner_bundles, dev, figures):
@@ -85,6 +68,8 @@ async def test_ner_f1_through_http_equals_offline(ner_checkpoint, ner_bundles, d
         got = await serve_all(client, "/ner", "ner", texts, chunk=256)
     for text, entities in zip(texts, got, strict=True):
         assert all(text[e["start"] : e["end"]] == e["text"] for e in entities)
+    # Words are the CoNLL tokens; an entity may hold only part of one (the pipeline's pre-tokenizer
+    # makes "U.S." four words), and the word takes the label of the entity at its first character.
     pred = [word_tags(ex.tokens, entities) for ex, entities in zip(examples, got, strict=True)]
     f1 = entity_scores([ex.tags for ex in examples], pred)["f1"]
     figures[f"ner_http_f1_{precision}"] = f1
