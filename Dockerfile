@@ -43,7 +43,7 @@ WORKDIR /src
 COPY data ./data
 COPY model ./model
 COPY export ./export
-COPY service/__init__.py service/cli.py service/manifest.py ./service/
+COPY service/__init__.py service/cli.py service/manifest.py service/ort_options.py ./service/
 # The same path as `make models` (`berth models`, without the other subcommands): builds every
 # missing default bundle. BERTH_DEFAULT_MODELS limits which, e.g.
 # --build-arg BERTH_DEFAULT_MODELS=minilm for a quick image.

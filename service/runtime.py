@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from service.manifest import Manifest, Precision, Provider
+from service.ort_options import disabled_optimizers
 
 log = logging.getLogger("berth.runtime")
 
@@ -119,6 +120,7 @@ class OrtRuntime:
             sess_options=opts,
             providers=list(choice.ort_providers),
             provider_options=provider_options,
+            disabled_optimizers=disabled_optimizers(choice.ort_providers),
         )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())

@@ -174,3 +174,57 @@ def test_cpu_count_takes_the_smaller_of_affinity_and_quota(monkeypatch):
     assert settings.cpu_count() == 1
     monkeypatch.setattr(settings, "cgroup_cpu_quota", lambda: None)
     assert settings.cpu_count() == 16
+
+
+def _add_layernorm_graph():
+    """x + residual -> LayerNormalization: the pattern ORT fuses into SkipLayerNormalization."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden = 8
+    shape = ["batch", "seq", hidden]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x", "r")]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    weights = [numpy_helper.from_array(np.ones(hidden, np.float32), "gamma"),
+               numpy_helper.from_array(np.zeros(hidden, np.float32), "beta")]
+    nodes = [helper.make_node("Add", ["x", "r"], ["s"]),
+             helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y"], axis=-1, epsilon=1e-12)]
+    graph = helper.make_graph(nodes, "add_ln", inputs, [out], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_cpu_sessions_keep_add_and_layernorm_unfused(tmp_path, monkeypatch):
+    """The served CPU session turns SkipLayerNormFusion off (its CPU kernel is the slower one);
+    the optimizer name is checked against onnxruntime itself, where a wrong name would do nothing."""
+    import onnx
+    import onnxruntime as ort
+
+    from service.ort_options import disabled_optimizers
+    from service.runtime import OrtRuntime, RuntimeChoice
+
+    path = tmp_path / "model.onnx"
+    onnx.save(_add_layernorm_graph(), path)
+
+    def optimized_ops(disabled: list[str]) -> set[str]:
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled)
+        return {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
+
+    assert "SkipLayerNormalization" in optimized_ops([])
+    cpu_disabled = disabled_optimizers(("CPUExecutionProvider",))
+    assert "SkipLayerNormalization" not in optimized_ops(cpu_disabled)
+    assert disabled_optimizers(("CUDAExecutionProvider", "CPUExecutionProvider")) == []
+
+    seen: list[list[str]] = []
+    real = ort.InferenceSession
+
+    def recording(*args, disabled_optimizers=None, **kwargs):
+        seen.append(list(disabled_optimizers or []))
+        return real(*args, disabled_optimizers=disabled_optimizers, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    choice = RuntimeChoice("model.onnx", "fp32", "fp32", "cpu", ("CPUExecutionProvider",))
+    OrtRuntime(path, choice, intra_op_threads=1)
+    assert seen == [cpu_disabled]
