@@ -35,6 +35,9 @@ class TaskResult:
     task: str
     bundle: str
     ceiling: dict = field(default_factory=dict)
+    # shape -> {"before", "after", "texts_per_s"}: the in-process ceiling measured right before
+    # and right after that HTTP scenario; its ratio uses their mean.
+    ceilings: dict[str, dict] = field(default_factory=dict)
     service: dict[str, dict] = field(default_factory=dict)  # shape -> client result
     naive: dict[str, dict] = field(default_factory=dict)
 
@@ -64,7 +67,8 @@ def _scenario_name(task: str, shape: str) -> str:
     return "classify" if shape == "interactive" else "classify_bulk"
 
 
-def _drive(url: str, task: str, args: argparse.Namespace) -> dict[str, dict]:
+def _drive(url: str, task: str, args: argparse.Namespace, after_each=None) -> dict[str, dict]:
+    """Each scenario against the server at `url`; `after_each(shape)` runs after each one."""
     results = {}
     for shape, (clients, _texts) in SCENARIO_SHAPES.items():
         result = run_client(url, _scenario_name(task, shape), clients, args.duration, args.warmup)
@@ -75,6 +79,8 @@ def _drive(url: str, task: str, args: argparse.Namespace) -> dict[str, dict]:
             flush=True,
         )
         results[shape] = result
+        if after_each is not None:
+            after_each(shape)
     return results
 
 
@@ -124,19 +130,29 @@ def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str
     }
     _print_ceiling("ceiling", ceiling)
     if "service" not in skip:
+        # This machine's speed drifts by 10-20% within minutes (neighbours on the host), and the
+        # ceiling is the denominator of every service/ceiling ratio: it is measured again after
+        # each HTTP scenario (the idle server stays up, using no CPU), and a scenario's ratio uses
+        # the mean of the measurements right before and right after it.
+        measured = [ceiling]
+
+        def bracket(shape: str) -> None:
+            again = measure_ceiling(bundle_dir, texts[: args.texts])
+            _print_ceiling(f"ceiling after {shape}", again)
+            before = measured[-1].texts_per_s
+            result.ceilings[shape] = {"before": before, "after": again.texts_per_s,
+                                      "texts_per_s": (before + again.texts_per_s) / 2}
+            measured.append(again)
+
         with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
             (Path(tmp) / bundle).symlink_to(bundle_dir)
             port = free_port()
             with server(berth_serve(Path(tmp), port), port, logs / f"serve-{task}.log") as (url, _proc):
                 print("  service (berth serve):", flush=True)
-                result.service = _drive(url, task, args)
-        # This machine's speed drifts by 10-20% over minutes (neighbours on the host): the ceiling
-        # is measured again right after the service, and the ratios use the mean of the two.
-        again = measure_ceiling(bundle_dir, texts[: args.texts])
-        _print_ceiling("ceiling again", again)
-        result.ceiling["after_service"] = again.texts_per_s
-        result.ceiling["texts_per_s"] = (ceiling.texts_per_s + again.texts_per_s) / 2
-        result.ceiling["tokens_per_s"] = (ceiling.tokens_per_s + again.tokens_per_s) / 2
+                result.service = _drive(url, task, args, after_each=bracket)
+        result.ceiling["after_service"] = measured[-1].texts_per_s
+        result.ceiling["texts_per_s"] = sum(c.texts_per_s for c in measured) / len(measured)
+        result.ceiling["tokens_per_s"] = sum(c.tokens_per_s for c in measured) / len(measured)
     if "naive" not in skip:
         port = free_port()
         cmd = [
@@ -159,16 +175,20 @@ def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str
 def ratios(result: TaskResult, shape: str) -> dict[str, float | None]:
     service = result.service.get(shape, {}).get("texts_per_s")
     naive = result.naive.get(shape, {}).get("texts_per_s")
-    ceiling = result.ceiling.get("texts_per_s")
+    ceiling = result.ceilings.get(shape, result.ceiling).get("texts_per_s")
     return {
         "service/ceiling": service / ceiling if service and ceiling else None,
         "service/naive": service / naive if service and naive else None,
     }
 
 
-def _before_after(ceiling: dict) -> str:
-    before, after = ceiling.get("before_service"), ceiling.get("after_service")
-    return f" ({before:.0f} / {after:.0f})" if before and after else ""
+def _scenario_ceiling(result: TaskResult, shape: str) -> str:
+    """The ceiling a scenario's ratio used, with the two measurements around it in parentheses."""
+    c = result.ceilings.get(shape)
+    if c:
+        return f"{c['texts_per_s']:.1f} ({c['before']:.0f} / {c['after']:.0f})"
+    overall = result.ceiling.get("texts_per_s")
+    return "–" if overall is None else f"{overall:.1f}"
 
 
 def markdown(results: list[TaskResult], env: dict[str, str], command: str, args: argparse.Namespace) -> str:
@@ -181,7 +201,8 @@ def markdown(results: list[TaskResult], env: dict[str, str], command: str, args:
         f"training running: {env['training_running']}  ",
         f"Each HTTP figure: {args.warmup:g} s warm-up, then {args.duration:g} s measured; closed-loop "
         "aiohttp clients (keep-alive, orjson) in one separate process; servers measured one at a time. "
-        "Ceiling: mean of the in-process figure before and after the service (both in parentheses).",
+        "Ceiling: mean of the in-process figure measured right before and right after that "
+        "scenario (both in parentheses).",
         "",
         "| task | scenario | ceiling texts/s | service texts/s | p50 / p95 / p99 ms | naive texts/s | "
         "naive p50 / p99 ms | service/ceiling | service/naive | errors (service/naive) |",
@@ -192,7 +213,7 @@ def markdown(results: list[TaskResult], env: dict[str, str], command: str, args:
             s, n, q = r.service.get(shape, {}), r.naive.get(shape, {}), ratios(r, shape)
             lines.append(
                 f"| {r.task} ({r.bundle}, {r.ceiling.get('variant', '?')}) | {shape} ({clients} × {per}) | "
-                f"{fmt(r.ceiling.get('texts_per_s'))}{_before_after(r.ceiling)} | "
+                f"{_scenario_ceiling(r, shape)} | "
                 f"{fmt(s.get('texts_per_s'))} | "
                 f"{fmt(s.get('p50_ms'))} / {fmt(s.get('p95_ms'))} / {fmt(s.get('p99_ms'))} | "
                 f"{fmt(n.get('texts_per_s'))} | {fmt(n.get('p50_ms'))} / {fmt(n.get('p99_ms'))} | "

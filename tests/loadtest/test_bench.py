@@ -66,6 +66,51 @@ def test_ratios_and_table():
     assert "| 0.80 | –× |" in bulk
 
 
+def test_each_scenario_is_judged_against_the_ceilings_around_it(monkeypatch, tmp_path):
+    """Ceiling, interactive, ceiling, bulk, ceiling: each ratio uses the two measurements that
+    bracket its own scenario, so a drift of the machine between scenarios does not leak in."""
+    import contextlib
+    from types import SimpleNamespace
+
+    import loadtest.bench as bench_module
+    import loadtest.ceiling as ceiling_module
+
+    speeds = iter([800.0, 900.0, 700.0])
+    order: list[str] = []
+
+    def fake_ceiling(bundle_dir, texts):
+        order.append("ceiling")
+        v = next(speeds)
+        return SimpleNamespace(texts_per_s=v, tokens_per_s=v * 20, variant="int8", threads=1, lanes=2,
+                               layouts={"2x1": v})
+
+    def fake_client(url, scenario, clients, duration, warmup):
+        order.append(scenario)
+        v = 425.0 if "interactive" in scenario else 600.0
+        return {"texts_per_s": v, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "failures": 0,
+                "client_cpu_s": 0.1}
+
+    @contextlib.contextmanager
+    def fake_server(cmd, port, log):
+        yield "http://127.0.0.1:1", None
+
+    monkeypatch.setattr(ceiling_module, "measure_ceiling", fake_ceiling)
+    monkeypatch.setattr(bench_module, "run_client", fake_client)
+    monkeypatch.setattr(bench_module, "server", fake_server)
+    (tmp_path / "minilm").mkdir()
+    args = argparse.Namespace(models_dir=tmp_path, skip="naive", texts=10, duration=1.0, warmup=0.0)
+    r = bench_module.bench_task("embed", "minilm", args, ["a text"], tmp_path / "logs")
+    assert order == ["ceiling", "embed_interactive", "ceiling", "embed_bulk", "ceiling"]
+    assert r.ceilings["interactive"] == {"before": 800.0, "after": 900.0, "texts_per_s": 850.0}
+    assert r.ceilings["bulk"] == {"before": 900.0, "after": 700.0, "texts_per_s": 800.0}
+    assert ratios(r, "interactive")["service/ceiling"] == pytest.approx(0.5)
+    assert ratios(r, "bulk")["service/ceiling"] == pytest.approx(0.75)
+    assert r.ceiling["texts_per_s"] == pytest.approx(800.0)  # all three measurements
+    env = {"nproc": "2", "cpu": "Test CPU", "loadavg_1m": "0.10", "training_running": "no"}
+    table = markdown([r], env, "berth bench", args)
+    assert "| 850.0 (800 / 900) |" in next(line for line in table.splitlines() if "interactive (16" in line)
+
+
 def test_soak_growth_is_measured_after_warmup():
     samples = [
         (0.0, 100.0),
