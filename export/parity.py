@@ -34,14 +34,10 @@ def session(path: Path, threads: int = 2, providers: list[str] | None = None):
     """An ORT session configured as the service runs it: fixed threads, sequential, no spinning."""
     import onnxruntime as ort
 
-    from service.ort_options import disabled_optimizers
+    from service.ort_options import disabled_optimizers, session_options
 
     providers = providers or ["CPUExecutionProvider"]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options(threads)
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=providers,
                                 disabled_optimizers=disabled_optimizers(providers))

@@ -73,9 +73,9 @@ def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-
 def _berth_error_response(exc: BerthError) -> Response:
     return _error_response(exc.status, exc.type, exc.message, exc.param, exc.headers())
+
 
 class EdgeMiddleware:
     """Request id, API key, body-size limit (also for chunked bodies), access log, request metrics."""

@@ -1,5 +1,6 @@
-"""Session options shared by the service and the exporter's gates and timings (no onnxruntime import:
-the exporter's Docker build stage copies this file and must not be invalidated by runtime changes)."""
+"""Session options shared by the service and the exporter's gates and timings, so both measure the
+session the service runs. onnxruntime is imported inside the functions; the exporter's Docker build
+stage copies this file alone, so runtime changes do not invalidate that stage."""
 
 from __future__ import annotations
 
@@ -13,3 +14,17 @@ CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 def disabled_optimizers(ort_providers: tuple[str, ...] | list[str]) -> list[str]:
     """The graph optimizers to turn off for a session whose first provider is `ort_providers[0]`."""
     return list(CPU_DISABLED_OPTIMIZERS) if ort_providers[0] == "CPUExecutionProvider" else []
+
+
+def session_options(threads: int):
+    """`onnxruntime.SessionOptions` as every berth session sets them."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Explicit threads: ORT's default ignores container CPU limits and oversubscribes.
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning threads steal the cores the event loop and tokenizer need.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts

@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from service.manifest import Manifest, Precision, Provider
-from service.ort_options import disabled_optimizers
+from service.ort_options import disabled_optimizers, session_options
 
 log = logging.getLogger("berth.runtime")
 
@@ -97,13 +97,7 @@ class OrtRuntime:
     def __init__(self, path: Path, choice: RuntimeChoice, intra_op_threads: int) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        # Explicit threads: ORT's default ignores container CPU limits and oversubscribes.
-        opts.intra_op_num_threads = intra_op_threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Spinning threads steal the cores the event loop and tokenizer need.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(intra_op_threads)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         provider_options: list[dict[str, str]] = []
         for name in choice.ort_providers:
