@@ -64,10 +64,15 @@ def _source_lines(path: Path, fmt: str) -> list[str]:
     return [" ".join(line.split()) for line in lines if line.strip()]
 
 
+def comma_list(spec: str) -> list[str]:
+    """`" a, b,,c "` -> ["a", "b", "c"]: the items of a comma-separated option, blanks dropped."""
+    return [part for part in (p.strip() for p in spec.split(",")) if part]
+
+
 def parse_repeat(spec: str) -> dict[str, int]:
     """`sst=3,squad=2` -> {"sst": 3, "squad": 2}; names must be sources, counts whole and ≥ 1."""
     out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
+    for part in comma_list(spec):
         name, sep, count = part.partition("=")
         if not sep or name not in SOURCE_NAMES or not count.isdigit() or int(count) < 1:
             raise ValueError(f"--repeat: {part!r} is not SOURCE=COUNT with SOURCE one of "
@@ -117,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write a source's training lines COUNT times (weights a domain)")
     args = parser.parse_args(argv)
     try:
-        include = frozenset(filter(None, (n.strip() for n in args.include_dev.split(","))))
         stats = write_corpus(args.data_dir, args.out, args.dev_fraction, args.seed,
-                             include_dev=include, repeat=parse_repeat(args.repeat))
+                             include_dev=frozenset(comma_list(args.include_dev)),
+                             repeat=parse_repeat(args.repeat))
     except (FileNotFoundError, ValueError) as exc:
         print(f"corpus: {exc}", file=sys.stderr)
         return 2
