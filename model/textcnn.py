@@ -97,8 +97,11 @@ class TextCNNBlock(nn.Module):
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = states.transpose(1, 2)  # [b, in, s]: Conv1d wants channels first
-        h = torch.cat([conv(x) for conv in self.convs], dim=1).transpose(1, 2)  # [b, s, hidden]
-        h = self.dropout(self.act(h))
+        # Activation and dropout run on the contiguous channels-first output, before the transpose:
+        # on the transposed view their CPU kernels take a strided path (GELU's backward measured
+        # 6 ms instead of 1 ms on a 64 x 22 x 384 batch). Element-wise, so the result is the same.
+        h = self.dropout(self.act(torch.cat([conv(x) for conv in self.convs], dim=1)))
+        h = h.transpose(1, 2)  # [b, s, hidden]
         if self.residual:
             h = h + states
         return self.LayerNorm(h) * mask  # padded positions back to exactly zero
