@@ -78,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mlm.add_argument("--vocab-size", type=int, default=8000, help="WordPiece vocabulary to train")
     mlm.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens (or words) masked")
     mlm.add_argument("--whole-word", action="store_true", help="mask all pieces of a selected word")
+    mlm.add_argument("--dropout", type=float,
+                     help="dropout rate while pretraining (e.g. 0); the saved config keeps its rates")
     mlm.add_argument("--max-minutes", type=float, help="training time budget (the schedule fits into it)")
     train.set_defaults(func=_train)
 
@@ -210,7 +212,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         train=args.train, dev=args.dev, out=args.out, base=args.base, arch=args.arch, size=args.size,
         config_overrides=args.config_overrides, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
         max_length=_or(args.max_length, 128), mlm_probability=args.mlm_probability,
-        whole_word=args.whole_word,
+        whole_word=args.whole_word, dropout=args.dropout,
         epochs=_or(args.epochs, 10), max_minutes=args.max_minutes, batch_size=_or(args.batch_size, 64),
         lr=_or(args.lr, 5e-5 if args.base else 5e-4), weight_decay=args.weight_decay,
         warmup_ratio=_or(args.warmup_ratio, 0.06), max_grad_norm=args.max_grad_norm, seed=args.seed,

@@ -101,6 +101,40 @@ def test_time_budget_stops_the_run(pretrained, corpus, tmp_path):
     assert summary["steps"] < 1000 * 13
 
 
+@pytest.mark.parametrize("arch", ["bert", "albert", "textcnn"])
+def test_set_dropout_makes_training_mode_deterministic(arch):
+    """Every dropout of the backbone, attention's included, follows the rate set for pretraining."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from model.heads import register_architectures
+    from model.pretrain.backbones import build_config
+    from model.pretrain.mlm import set_dropout
+
+    register_architectures()
+    config = build_config(arch, "tiny", vocab_size=50, overrides={"hidden_dropout_prob": 0.5})
+    model = AutoModelForMaskedLM.from_config(config, **({} if arch == "textcnn" else {"attn_implementation": "eager"}))
+    model.train()
+    ids = torch.randint(5, 50, (2, 12))
+    assert not torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert set_dropout(model, 0.0) >= config.num_hidden_layers
+    assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert model.config.hidden_dropout_prob == 0.5  # the config, hence fine-tuning, keeps its rate
+
+
+def test_pretraining_without_dropout_keeps_the_configured_rates(pretrained, corpus, tmp_path):
+    summary = _mlm(tmp_path / "nodrop", corpus, "--arch", "textcnn", "--size", "tiny", "--epochs", "1",
+                   "--dropout", "0", "--tokenizer", str(pretrained["bert"][0]))
+    assert summary["args"]["dropout"] == 0.0 and summary["origin"]["dropout_modules_set"] >= 2
+    assert "--dropout 0.0" in summary["command"]
+    config = json.loads((tmp_path / "nodrop" / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == 0.1
+    with pytest.raises(ValueError, match="--dropout must be in"):
+        from model.pretrain.mlm import MLMConfig, pretrain
+
+        pretrain(MLMConfig(train=str(corpus[0]), out=str(tmp_path / "bad"), dropout=1.0))
+
+
 def _torch_scores(checkpoint, texts: list[str]) -> list[dict[str, float]]:
     import torch
 
