@@ -113,7 +113,8 @@ def test_set_dropout_makes_training_mode_deterministic(arch):
 
     register_architectures()
     config = build_config(arch, "tiny", vocab_size=50, overrides={"hidden_dropout_prob": 0.5})
-    model = AutoModelForMaskedLM.from_config(config, **({} if arch == "textcnn" else {"attn_implementation": "eager"}))
+    attention = {} if arch == "textcnn" else {"attn_implementation": "eager"}  # dropout on the probabilities
+    model = AutoModelForMaskedLM.from_config(config, **attention)
     model.train()
     ids = torch.randint(5, 50, (2, 12))
     assert not torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
