@@ -185,7 +185,8 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
     model, tokenizer, origin = build_model_and_tokenizer(cfg, train_lines, attention_for(precision))
     if cfg.dropout is not None:
         # Short runs on little compute learn faster without it (Geiping & Goldstein's "cramming"
-        # recipe); the random-number draws it saves were 14% of a TextCNN step here.
+        # recipe), and the random draws it saves are costly on CPU: TextCNN small pretrained 1.7x
+        # as fast at 0 here (docs/pretraining.md, session 6).
         origin["dropout_modules_set"] = set_dropout(model, cfg.dropout)
     features = encode_lines(tokenizer, train_lines, cfg.max_length)
     dev_features = encode_lines(tokenizer, dev_lines, cfg.max_length) if dev_lines else []
