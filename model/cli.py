@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--warmup-ratio", type=float, help="default 0.1 (mlm: 0.06)")
     train.add_argument("--max-grad-norm", type=float, default=1.0)
+    train.add_argument("--layer-lr-decay", type=float, default=1.0,
+                       help="each layer below the head learns at this fraction of the rate above it "
+                            "(embeddings lowest; default 1: one rate)")
     train.add_argument("--max-length", type=int, help="tokens per sequence (default: classify 128, else 256)")
     train.add_argument("--doc-stride", type=int, default=64, help="qa: tokens of overlap between windows")
     train.add_argument("--seed", type=int, default=42)
@@ -133,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
         max_grad_norm=args.max_grad_norm, max_length=args.max_length, doc_stride=args.doc_stride,
         seed=args.seed, threads=args.threads, eval_batch_size=args.eval_batch_size,
         problem_type=args.problem_type, threshold=args.threshold, label_pieces=args.label_pieces,
-        precision=args.precision,
+        precision=args.precision, layer_lr_decay=args.layer_lr_decay,
     )
     try:
         summary = train(cfg, log=lambda msg: print(msg, flush=True))

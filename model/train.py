@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import sys
@@ -55,6 +56,7 @@ class TrainConfig:
     label_pieces: str = "first"  # ner: train only words' first pieces, or all pieces (features.encode_ner)
     augment: str | None = None  # "typos" or "typos=RATE": misspell training words afresh each epoch
     precision: str = "auto"  # fp32, bf16 autocast, or auto: bf16 where the CPU has AMX (model.precision)
+    layer_lr_decay: float = 1.0  # each layer below the head learns at this fraction of the one above
 
 
 def infer_problem_type(examples: list) -> str:
@@ -235,28 +237,56 @@ def _as_float(ex):
         raise ValueError(f"{ex.source}: regression label {ex.label!r} is not a number") from None
 
 
-def adamw(model, lr: float, weight_decay: float):
-    """AdamW without weight decay on biases and LayerNorm weights.
+def adamw(model, lr: float, weight_decay: float, layer_lr_decay: float = 1.0):
+    """AdamW without weight decay on biases and LayerNorm weights; with `layer_lr_decay` < 1 the
+    rate falls geometrically from the head down to the embeddings (`parameter_depths`).
+
+    Layer-wise decay (ULMFiT's discriminative rates, as ELECTRA fine-tunes): the head and top
+    layers adapt to the task at the full rate while the lower layers, whose features pretraining
+    made general, move less.
 
     The fused kernel: the per-tensor (foreach) one spent 160 ms a step on MiniLM's 22M parameters
     here, a quarter of the step; fused measured a third of that, same update rule.
     """
     import torch
 
-    decay, no_decay = [], []
-    for _name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 else decay).append(param)
+    if not 0.0 < layer_lr_decay <= 1.0:
+        raise ValueError(f"layer_lr_decay must be in (0, 1], got {layer_lr_decay}")
+    depths = parameter_depths(model)
+    top = max(depths.values(), default=0)
+    groups: dict[tuple[int, bool], list] = {}
+    for name, param in model.named_parameters():
+        groups.setdefault((depths[name], param.ndim >= 2), []).append(param)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr,
-        fused=True,
+        [{"params": params, "weight_decay": weight_decay if decayed else 0.0,
+          "lr": lr * layer_lr_decay ** (top - depth)}
+         for (depth, decayed), params in sorted(groups.items())],
+        lr=lr, fused=True,
     )
+
+
+# Encoder layer i of BERT, RoBERTa, DistilBERT (`…layer.i.`), TextCNN (`…layers.i.`) and ALBERT's
+# shared group (`…albert_layer_groups.i.`).
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|albert_layer_groups)\.(\d+)\.")
+
+
+def parameter_depths(model) -> dict[str, int]:
+    """Each parameter's depth from the input: 0 for the embeddings (ALBERT's projection out of
+    them included), i + 1 for encoder layer i, and one above the last layer for the pooler and
+    the task head."""
+    depths: dict[str, int | None] = {}
+    for name, _param in model.named_parameters():
+        match = _LAYER_INDEX.search(name)
+        depths[name] = int(match.group(1)) + 1 if match else 0 if "embedding" in name else None
+    top = max((d for d in depths.values() if d is not None), default=0) + 1
+    return {name: top if depth is None else depth for name, depth in depths.items()}
 
 
 def _optimizer(model, cfg: TrainConfig, steps: int):
     """AdamW (`adamw`); warm-up then linear decay to 0."""
     import torch
 
-    optimizer = adamw(model, cfg.lr, cfg.weight_decay)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, cfg.layer_lr_decay)
     warmup = int(steps * cfg.warmup_ratio)
 
     def factor(step: int) -> float:

@@ -2,9 +2,9 @@
 
 `sst2`: does MLM pretraining help? The same architecture is fine-tuned on binary SST-2 from the
 pretrained checkpoint and from a random initialisation (same config, same vocabulary, a fresh
-init per seed), with one recipe for both, for each seed and each learning rate of `--lrs`; each
-arm is scored at its own best rate (mean over the seeds), and the grid, the per-arm mean and
-spread, and the gain are written as JSON.
+init per seed), with the same recipes for both: for each seed, each learning rate of `--lrs` and
+each layer-wise rate decay of `--layer-lr-decays`; each arm is scored at its own best recipe
+(mean over the seeds), and the grid, the per-arm mean and spread, and the gain are written as JSON.
 
     python -m model.pretrain.study sst2 --pretrained runs/pretrain/bert-small --seeds 1,2,3 \\
         --lrs 3e-5,1e-4,3e-4 --train data/sst/train.txt --dev data/sst/dev.txt \\
@@ -47,50 +47,58 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def sst2_study(args: argparse.Namespace, log=print) -> dict:
-    """Both arms fine-tuned at every learning rate of `args.lrs` for every seed; each arm is then
-    scored at its own best learning rate (highest mean over the seeds), so neither arm is judged
-    at a rate that suits only the other (from scratch usually wants a higher one)."""
+    """Both arms fine-tuned with every recipe of the grid (each learning rate of `args.lrs` times
+    each layer-wise rate decay of `args.layer_lr_decays`) for every seed; each arm is then scored
+    at its own best recipe (highest mean over the seeds), so neither arm is judged at a setting
+    that suits only the other (from scratch usually wants a higher rate, and no layer decay)."""
     from model.train import TrainConfig, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    decays = getattr(args, "layer_lr_decays", None) or [1.0]
+    recipes = [(lr, decay) for lr in args.lrs for decay in decays]
     runs: list[dict] = []
     for seed in args.seeds:
         random_base = init_like(Path(args.pretrained), out / f"random-init-{seed}", seed)
-        for lr in args.lrs:
+        for lr, decay in recipes:
             for arm, base in (("pretrained", args.pretrained), ("random", random_base)):
-                run_dir = out / f"{arm}-{seed}-lr{lr:g}"
+                name = recipe_name(lr, decay)
+                run_dir = out / f"{arm}-{seed}-lr{name.replace(' ', '-')}"
                 cfg = TrainConfig(task="classify", base=str(base), train=args.train, dev=args.dev,
                                   out=str(run_dir), format="sst2", epochs=args.epochs,
                                   batch_size=args.batch_size, lr=lr, max_length=args.max_length, seed=seed,
-                                  threads=args.threads)
+                                  threads=args.threads, layer_lr_decay=decay)
                 t0 = time.time()
-                prefix = f"  [{arm} seed {seed} lr {lr:g}] "
+                prefix = f"  [{arm} seed {seed} lr {name}] "
                 summary = train(cfg, log=lambda msg, prefix=prefix: log(prefix + msg))
-                runs.append({"arm": arm, "seed": seed, "lr": lr, "best_dev_accuracy": summary["best"],
+                runs.append({"arm": arm, "seed": seed, "lr": lr, "layer_lr_decay": decay,
+                             "best_dev_accuracy": summary["best"],
                              "best_epoch": summary["best_epoch"],
                              "dev_accuracy_per_epoch": [e["dev"]["accuracy"] for e in summary["epochs"]],
                              "train_seconds": summary["train_seconds"],
                              "wall_seconds": round(time.time() - t0, 1),
                              "command": summary["command"]})
-                log(f"{arm} seed {seed} lr {lr:g}: dev accuracy {summary['best']:.4f} "
+                log(f"{arm} seed {seed} lr {name}: dev accuracy {summary['best']:.4f} "
                     f"(epoch {summary['best_epoch']})")
                 if not args.keep_checkpoints:
                     shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(random_base, ignore_errors=True)
-    def accuracies(arm: str, lr: float) -> list[float]:
-        return [r["best_dev_accuracy"] for r in runs if r["arm"] == arm and r["lr"] == lr]
+
+    def accuracies(arm: str, lr: float, decay: float) -> list[float]:
+        return [r["best_dev_accuracy"] for r in runs
+                if r["arm"] == arm and r["lr"] == lr and r["layer_lr_decay"] == decay]
 
     arm_names = ("pretrained", "random")
-    grid = {arm: {f"{lr:g}": spread(accuracies(arm, lr)) for lr in args.lrs} for arm in arm_names}
-    best_lr = {arm: max(grid[arm], key=lambda lr, arm=arm: grid[arm][lr]["mean"]) for arm in grid}
-    arms = {arm: {**grid[arm][best_lr[arm]], "lr": float(best_lr[arm])} for arm in grid}
+    grid = {arm: {recipe_name(lr, decay): {**spread(accuracies(arm, lr, decay)), "lr": lr,
+                                            "layer_lr_decay": decay}
+                  for lr, decay in recipes} for arm in arm_names}
+    arms = {arm: max(grid[arm].values(), key=lambda cell: cell["mean"]) for arm in arm_names}
     pretrain_summary = Path(args.pretrained) / "berth_pretrain.json"
     result = {
         "pretrained": args.pretrained,
         "pretraining": json.loads(pretrain_summary.read_text()) if pretrain_summary.is_file() else None,
         "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lrs": args.lrs,
-                   "max_length": args.max_length, "threads": args.threads},
+                   "layer_lr_decays": decays, "max_length": args.max_length, "threads": args.threads},
         "runs": runs, "grid": grid, "arms": arms,
         "gain_points": round(100 * (arms["pretrained"]["mean"] - arms["random"]["mean"]), 2),
         "fine_tune_seconds": round(sum(r["wall_seconds"] for r in runs), 1),
@@ -100,6 +108,11 @@ def sst2_study(args: argparse.Namespace, log=print) -> dict:
         result["pretraining"] = {k: result["pretraining"][k] for k in keep}
     (out / "study.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def recipe_name(lr: float, layer_lr_decay: float) -> str:
+    """A grid cell's name: the learning rate, and the layer-wise decay when there is one."""
+    return f"{lr:g}" if layer_lr_decay == 1.0 else f"{lr:g} decay {layer_lr_decay:g}"
 
 
 def params_table(vocab_sizes: tuple[int, ...] = (8000, 30000)) -> list[dict]:
@@ -132,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     sst.add_argument("--batch-size", type=int, default=32)
     sst.add_argument("--lrs", type=lambda s: [float(x) for x in s.split(",")], default=[1e-4],
                      help="fine-tuning learning rates, each arm scored at its best (comma list)")
+    sst.add_argument("--layer-lr-decays", type=lambda s: [float(x) for x in s.split(",")], default=[1.0],
+                     help="layer-wise learning-rate decays tried with every rate (comma list; 1: none)")
     sst.add_argument("--max-length", type=int, default=64)
     sst.add_argument("--threads", type=int, default=2)
     sst.add_argument("--keep-checkpoints", action="store_true")

@@ -132,3 +132,49 @@ def test_existing_output_is_replaced_whole(tmp_path, tiny_checkpoints):
     _, out = _train(tmp_path, base, "classify", "sst2", tr, tr, epochs=1)
     assert not (out / "stale.bin").exists()
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+
+
+def _models_for_layer_decay():
+    """(name, classification model, encoder layers) for every architecture berth trains."""
+    from transformers import AutoModelForSequenceClassification
+
+    from model.heads import register_architectures
+    from model.textcnn import TextCNNConfig
+    from tests.tiny import tiny_config, tiny_vocab
+
+    register_architectures()
+    for arch in ARCHITECTURES:
+        yield arch, AutoModelForSequenceClassification.from_config(tiny_config(arch)), 2
+    textcnn = TextCNNConfig(vocab_size=len(tiny_vocab()), embedding_size=16, hidden_size=24,
+                            num_hidden_layers=3)
+    yield "textcnn", AutoModelForSequenceClassification.from_config(textcnn), 3
+
+
+def test_layer_lr_decay_lowers_the_rate_from_the_head_down_to_the_embeddings():
+    """adamw(layer_lr_decay=d): the head at the full rate, the top layer at lr*d, each layer below
+    another factor d, the embeddings lowest; ALBERT's one shared layer group is a single depth."""
+    from model.train import adamw, parameter_depths
+
+    for arch, model, layers in _models_for_layer_decay():
+        optimizer = adamw(model, 1e-3, 0.01, layer_lr_decay=0.5)
+        lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        depth = parameter_depths(model)
+        top = 2 if arch == "albert" else layers + 1
+        for name, param in model.named_parameters():
+            if "embedding" in name:
+                want = 0
+            elif "classifier" in name or "pre_classifier" in name or "pooler" in name:
+                want = top
+            else:
+                want = None  # an encoder layer: between the two
+            assert want is None or depth[name] == want, (arch, name, depth[name])
+            assert 0 < depth[name] <= top or want == 0, (arch, name)
+            assert lr_of[id(param)] == pytest.approx(1e-3 * 0.5 ** (top - depth[name])), (arch, name)
+        assert {depth[n] for n, _ in model.named_parameters()} == set(range(top + 1)), arch
+        # Weight decay still skips biases and LayerNorm weights in every depth's group.
+        for group in optimizer.param_groups:
+            assert group["weight_decay"] == (0.01 if group["params"][0].ndim >= 2 else 0.0)
+        one_rate = adamw(model, 1e-3, 0.01)
+        assert {group["lr"] for group in one_rate.param_groups} == {1e-3}
+    with pytest.raises(ValueError, match="layer_lr_decay"):
+        adamw(model, 1e-3, 0.01, layer_lr_decay=0.0)

@@ -201,9 +201,9 @@ async def test_pretrained_backbone_fine_tunes_exports_and_serves(pretrained, arc
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
 
 
-def test_sst2_study_scores_each_arm_at_its_own_best_learning_rate(pretrained, tmp_path):
-    """model.pretrain.study sst2: every (seed, lr, arm) run happens once, and each arm's figure is
-    its own best learning rate's mean, not a rate chosen for the other arm."""
+def test_sst2_study_scores_each_arm_at_its_own_best_recipe(pretrained, tmp_path):
+    """model.pretrain.study sst2: every (seed, lr, layer decay, arm) run happens once, and each
+    arm's figure is its own best recipe's mean, not a recipe chosen for the other arm."""
     import argparse
 
     from model.pretrain.study import sst2_study
@@ -212,16 +212,23 @@ def test_sst2_study_scores_each_arm_at_its_own_best_learning_rate(pretrained, tm
     dev = toydata.write_sst(tmp_path / "dev.txt", 16, seed=1)
     args = argparse.Namespace(pretrained=str(pretrained["bert"][0]), train=str(train), dev=str(dev),
                               out=str(tmp_path / "study"), seeds=[1, 2], lrs=[1e-4, 3e-3], epochs=2,
-                              batch_size=8, max_length=32, threads=1, keep_checkpoints=False)
+                              layer_lr_decays=[1.0, 0.5], batch_size=8, max_length=32, threads=1,
+                              keep_checkpoints=False)
     result = sst2_study(args, log=lambda msg: None)
-    assert sorted((r["seed"], r["lr"], r["arm"]) for r in result["runs"]) == sorted(
-        (s, lr, arm) for s in (1, 2) for lr in (1e-4, 3e-3) for arm in ("pretrained", "random"))
+    recipes = [(lr, d) for lr in (1e-4, 3e-3) for d in (1.0, 0.5)]
+    assert sorted((r["seed"], r["lr"], r["layer_lr_decay"], r["arm"]) for r in result["runs"]) == sorted(
+        (s, lr, d, arm) for s in (1, 2) for lr, d in recipes for arm in ("pretrained", "random"))
+    assert set(result["grid"]["random"]) == {"0.0001", "0.0001 decay 0.5", "0.003", "0.003 decay 0.5"}
     for arm, figures in result["arms"].items():
-        means = {float(lr): cell["mean"] for lr, cell in result["grid"][arm].items()}
-        assert figures["lr"] == max(means, key=means.get) and figures["mean"] == max(means.values())
-        at_best = [r["best_dev_accuracy"] for r in result["runs"]
-                   if r["arm"] == arm and r["lr"] == figures["lr"]]
+        means = {(cell["lr"], cell["layer_lr_decay"]): cell["mean"] for cell in result["grid"][arm].values()}
+        assert (figures["lr"], figures["layer_lr_decay"]) == max(means, key=means.get)
+        assert figures["mean"] == max(means.values())
+        at_best = [r["best_dev_accuracy"] for r in result["runs"] if r["arm"] == arm
+                   and (r["lr"], r["layer_lr_decay"]) == (figures["lr"], figures["layer_lr_decay"])]
         assert figures["mean"] == pytest.approx(sum(at_best) / 2)
+    # The decay reached training: its runs' commands carry it.
+    for run in result["runs"]:
+        assert ("--layer-lr-decay 0.5" in run["command"]) == (run["layer_lr_decay"] == 0.5)
     assert result["gain_points"] == round(100 * (result["arms"]["pretrained"]["mean"]
                                                  - result["arms"]["random"]["mean"]), 2)
     assert json.loads((tmp_path / "study" / "study.json").read_text())["arms"] == result["arms"]
