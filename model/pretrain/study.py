@@ -55,14 +55,14 @@ def sst2_study(args: argparse.Namespace, log=print) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    decays = getattr(args, "layer_lr_decays", None) or [1.0]
+    decays = args.layer_lr_decays
     recipes = [(lr, decay) for lr in args.lrs for decay in decays]
     runs: list[dict] = []
     for seed in args.seeds:
         random_base = init_like(Path(args.pretrained), out / f"random-init-{seed}", seed)
         for lr, decay in recipes:
+            name = recipe_name(lr, decay)
             for arm, base in (("pretrained", args.pretrained), ("random", random_base)):
-                name = recipe_name(lr, decay)
                 run_dir = out / f"{arm}-{seed}-lr{name.replace(' ', '-')}"
                 cfg = TrainConfig(task="classify", base=str(base), train=args.train, dev=args.dev,
                                   out=str(run_dir), format="sst2", epochs=args.epochs,
@@ -131,6 +131,11 @@ def params_table(vocab_sizes: tuple[int, ...] = (8000, 30000)) -> list[dict]:
     return rows
 
 
+def _floats(text: str) -> list[float]:
+    """A comma list of numbers (`--lrs 1e-3,2e-3`)."""
+    return [float(x) for x in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.pretrain.study",
                                      description=__doc__.split("\n\n")[0])
@@ -143,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     sst.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
     sst.add_argument("--epochs", type=int, default=3)
     sst.add_argument("--batch-size", type=int, default=32)
-    sst.add_argument("--lrs", type=lambda s: [float(x) for x in s.split(",")], default=[1e-4],
+    sst.add_argument("--lrs", type=_floats, default=[1e-4],
                      help="fine-tuning learning rates, each arm scored at its best (comma list)")
-    sst.add_argument("--layer-lr-decays", type=lambda s: [float(x) for x in s.split(",")], default=[1.0],
+    sst.add_argument("--layer-lr-decays", type=_floats, default=[1.0],
                      help="layer-wise learning-rate decays tried with every rate (comma list; 1: none)")
     sst.add_argument("--max-length", type=int, default=64)
     sst.add_argument("--threads", type=int, default=2)
