@@ -7,6 +7,7 @@ import base64
 import json
 import random
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -52,12 +53,18 @@ def test_every_route_over_http(server):
         # Errors keep their one body over the wire too.
         assert c.post("/embed", json={"inputs": []}).json()["error"]["param"] == "inputs"
         assert httpx.post(server.url + "/embed", json={"inputs": "x"}).status_code == 401
-    assert "e2e-key" not in server.log
-    # JSON-lines access log: one object per request, with its id.
-    access = [json.loads(line) for line in server.log.splitlines() if line.startswith('{"ts"')]
-    embeds = [entry for entry in access if entry["path"] == "/embed"]
+    # JSON-lines access log: one object per request, with its id. A request's line is written
+    # after its response has gone out, so the last one may land a moment after the client has it.
+    deadline = time.monotonic() + 10
+    while True:
+        access = [json.loads(line) for line in server.log.splitlines() if line.startswith('{"ts"')]
+        embeds = [entry for entry in access if entry["path"] == "/embed"]
+        if {e["status"] for e in embeds} >= {200, 401, 422} or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert embeds and all(e["request_id"] and e["method"] == "POST" for e in embeds)
     assert {e["status"] for e in embeds} >= {200, 401, 422}
+    assert "e2e-key" not in server.log
 
 
 def test_openai_client_float_and_base64(server):
