@@ -46,6 +46,33 @@ def tiny_tokenizer():
     return tok
 
 
+def tiny_bytelevel_tokenizer():
+    """A cased byte-level BPE tokenizer in roberta-base's layout (ByteLevel without a prefix space,
+    `<s> a </s></s> b </s>` with offset trimming). Its merges are the prefixes of the tiny words
+    (capitalised too, with and without the "Ġ" of a leading space); as the words' merges compete,
+    a word comes out in a few pieces, some starting with "Ġ" and some a bare "Ġ", which is what
+    the offset trimming acts on. Anything else falls back to bytes, so nothing is unknown."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges: list[tuple[str, str]] = []
+    for word in _WORDS + [w.capitalize() for w in _WORDS]:
+        for form in (word, "Ġ" + word):
+            for i in range(1, len(form)):
+                pair = (form[:i], form[i])
+                if form[: i + 1] not in vocab:
+                    vocab[form[: i + 1]] = len(vocab)
+                    merges.append(pair)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), trim_offsets=True, add_prefix_space=False
+    )
+    return tok
+
+
 def tiny_config(arch: str, **overrides):
     """A 2-layer, hidden-32 config of the given architecture (eager attention, for export)."""
     from transformers import AlbertConfig, BertConfig, DistilBertConfig, RobertaConfig

@@ -43,8 +43,8 @@ def train_wordpiece(lines: Iterable[str], vocab_size: int, max_length: int = 512
     scratch.normalizer, scratch.pre_tokenizer = normalizer, pre_tokenizer
     scratch.train_from_iterator(lines, trainer)
 
-    tok = Tokenizer(models.WordPiece(vocab=scratch.get_vocab(), unk_token="[UNK]", max_input_chars_per_word=100,
-                                     continuing_subword_prefix=CONTINUATION))
+    tok = Tokenizer(models.WordPiece(vocab=scratch.get_vocab(), unk_token="[UNK]",
+                                     max_input_chars_per_word=100, continuing_subword_prefix=CONTINUATION))
     tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     tok.add_special_tokens(SPECIAL_TOKENS)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")

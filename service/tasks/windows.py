@@ -58,18 +58,32 @@ def _check_plain(tokenizer: Tokenizer) -> None:
         )
 
 
-def _window(enc: Encoding, text_sequence: int, text_start: int) -> Window:
+def _window(
+    enc: Encoding, text: Encoding, text_sequence: int, text_start: int, question: Encoding | None = None
+) -> Window:
+    """`enc` is post-processed from `text` (the slice) and, for QA, the `question` before it."""
     seq_ids = enc.sequence_ids
     text_mask = np.array([s == text_sequence for s in seq_ids], dtype=bool)
+    special_mask = np.asarray(enc.special_tokens_mask, dtype=bool)
     words = np.array([-1 if w is None else w for w in enc.word_ids], dtype=np.int64)
     n = len(enc.ids)
+    # Offsets come from the encodings before post_process. encode() has already applied the
+    # post-processor's offset trimming to them, and RoBERTa's trimming is not idempotent: run a
+    # second time it moves every "Ġword" start one character further into the word. (The
+    # question's tokens carry no sequence id after post_process: they are the other non-specials.)
+    offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(n, 2)
+    parts = [(text_mask, text)] + ([(~text_mask & ~special_mask, question)] if question is not None else [])
+    for mask, source in parts:
+        if mask.sum() != len(source.ids):
+            raise AssertionError("post_process changed the tokens of a sequence")
+        offsets[mask] = np.asarray(source.offsets, dtype=np.int64).reshape(-1, 2)
     return Window(
         input_ids=np.asarray(enc.ids, dtype=np.int64),
         attention_mask=np.ones(n, dtype=np.int64),
         token_type_ids=np.asarray(enc.type_ids, dtype=np.int64),
-        offsets=np.asarray(enc.offsets, dtype=np.int64).reshape(n, 2),
+        offsets=offsets,
         word_ids=words,
-        special_mask=np.asarray(enc.special_tokens_mask, dtype=bool),
+        special_mask=special_mask,
         text_mask=text_mask,
         text_start=text_start,
     )
@@ -98,9 +112,9 @@ def text_windows(tokenizer: Tokenizer, text: str, max_length: int, stride: int) 
     enc = tokenizer.encode(text, add_special_tokens=False)
     windows = []
     for k, piece in enumerate(_slices(enc, room, stride)):
-        # post_process: the specials and trimmed offsets of the tokenizer's own template, exactly
-        # as encode() gives them for that slice (main result only, see qa_windows).
-        windows.append(_window(tokenizer.post_process(piece), 0, k * (room - stride)))
+        # post_process: the specials and type ids of the tokenizer's own template, exactly as
+        # encode() gives them for that slice (main result only, see qa_windows).
+        windows.append(_window(tokenizer.post_process(piece), piece, 0, k * (room - stride)))
     return windows
 
 
@@ -129,6 +143,6 @@ def qa_windows(
         # from the first piece get context token type 0 (tokenizers sets type ids on the main pair
         # only), unlike encode()'s.
         enc = tokenizer.post_process(q, piece)
-        windows.append(_window(enc, 1, k * (room - doc_stride)))
+        windows.append(_window(enc, piece, 1, k * (room - doc_stride), question=q))
     return windows
 

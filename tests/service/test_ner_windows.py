@@ -17,12 +17,12 @@ from tokenizers import Tokenizer
 
 from service.tasks.ner import decode_entities
 from service.tasks.windows import text_windows
-from tests.tiny import NER_LABELS, minilm_tokenizer, tiny_tokenizer
+from tests.tiny import NER_LABELS, minilm_tokenizer, tiny_bytelevel_tokenizer, tiny_tokenizer
 
 LABELS = NER_LABELS
 
 
-TOKENIZERS = {"tiny": tiny_tokenizer, "minilm": minilm_tokenizer}
+TOKENIZERS = {"tiny": tiny_tokenizer, "minilm": minilm_tokenizer, "bytelevel": tiny_bytelevel_tokenizer}
 LONG = (
     "John Smith visited Paris and London, then the capital of France; Acme Corp works with "
     "Berlin. Café naïve émoji 😀 北京. "
