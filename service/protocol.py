@@ -230,7 +230,9 @@ class QaRequest(_Request):
     top_k: int = Field(1, ge=1)
     # Capped: the decoder scores context tokens × max_answer_len candidate spans per window.
     max_answer_len: int = Field(30, ge=1, le=HARD_MAX_ANSWER_TOKENS, description="tokens")
-    doc_stride: int = Field(128, ge=0, description="context tokens shared by consecutive windows")
+    doc_stride: int | None = Field(
+        None, ge=0, description="context tokens shared by consecutive windows; default min(window // 2, 128)"
+    )
     max_seq_len: int = Field(384, gt=2, description="tokens per window (capped at the model's max_length)")
     allow_no_answer: bool = False
 

@@ -17,7 +17,7 @@ from service.errors import InvalidInput
 from service.tasks.base import Seq, pad_batch
 from service.tasks.ner import Aggregation, decode_entities
 from service.tasks.qa import decode_answers
-from service.tasks.windows import Window, qa_windows, text_windows
+from service.tasks.windows import Window, WindowError, qa_windows, text_windows
 
 if TYPE_CHECKING:
     from service.registry import LoadedModel
@@ -58,7 +58,7 @@ class QaQuery:
     pairs: list[tuple[str, str]]  # (question, context)
     top_k: int = 1
     max_answer_len: int = 30
-    doc_stride: int = 128
+    doc_stride: int | None = None  # None: min(window // 2, 128) of the window actually used
     max_seq_len: int = 384
     allow_no_answer: bool = False
 
@@ -91,9 +91,9 @@ async def _windowed(model: LoadedModel, make, count: int) -> list[list[Window]]:
         if count < OFFLOAD_MIN_INPUTS:
             return make()
         return await asyncio.to_thread(make)
-    except ValueError as exc:  # a stride or length the windows cannot honour
+    except WindowError as exc:  # a stride or length the windows cannot honour
         model.metrics.on_rejected("invalid")
-        raise InvalidInput(str(exc)) from exc
+        raise InvalidInput(str(exc), param=exc.param) from exc
 
 
 async def _run_windows(model: LoadedModel, per_input: list[list[Window]]) -> tuple[list, int, Timing]:
@@ -146,10 +146,13 @@ async def qa(model: LoadedModel, query: QaQuery) -> SpanServed:
     _check_chars(model, [q for q, _ in query.pairs], "question")
     _check_chars(model, [c for _, c in query.pairs], "context")
     max_seq_len = min(query.max_seq_len, model.manifest.max_length)
+    # The default overlap follows the window, as HF's pipeline does: a fixed 128 would leave no
+    # room for new context in the windows of a 128-token model.
+    doc_stride = min(max_seq_len // 2, 128) if query.doc_stride is None else query.doc_stride
     tok = model.tokenizer.plain
     per_input = await _windowed(
         model,
-        lambda: [qa_windows(tok, q, c, max_seq_len, query.doc_stride) for q, c in query.pairs],
+        lambda: [qa_windows(tok, q, c, max_seq_len, doc_stride) for q, c in query.pairs],
         len(query.pairs),
     )
     grouped, tokens, timing = await _run_windows(model, per_input)

@@ -16,6 +16,14 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 
+class WindowError(ValueError):
+    """A window size or stride that cannot be honoured; `param` names the request field to fix."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Window:
     """One window of a tokenized text, ready for the model and mappable back to characters.
@@ -103,11 +111,14 @@ def text_windows(tokenizer: Tokenizer, text: str, max_length: int, stride: int) 
     _check_plain(tokenizer)
     room = max_length - tokenizer.num_special_tokens_to_add(False)
     if room <= 0:
-        raise ValueError(f"max_length={max_length} leaves no room for text after the special tokens")
+        raise WindowError(
+            f"max_length={max_length} leaves no room for text after the special tokens", "max_length"
+        )
     if not 0 <= stride < room:
-        raise ValueError(
+        raise WindowError(
             f"stride={stride} must be ≥ 0 and below the {room} text tokens a window of "
-            f"max_length={max_length} holds"
+            f"max_length={max_length} holds",
+            "stride",
         )
     enc = tokenizer.encode(text, add_special_tokens=False)
     windows = []
@@ -132,9 +143,10 @@ def qa_windows(
     room = max_seq_len - len(q.ids) - tokenizer.num_special_tokens_to_add(True)
     # Only a context that must be cut needs room for more than the shared tokens (as in HF).
     if len(c.ids) > room and room <= doc_stride:
-        raise ValueError(
+        raise WindowError(
             f"the question is {len(q.ids)} tokens: with max_seq_len={max_seq_len} a window holds "
-            f"{max(room, 0)} context tokens, which must be more than doc_stride={doc_stride}"
+            f"{max(room, 0)} context tokens, which must be more than doc_stride={doc_stride}",
+            "doc_stride",
         )
     windows = []
     pieces = _slices(c, room, doc_stride) if len(c.ids) > room else [c]

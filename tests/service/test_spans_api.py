@@ -101,7 +101,7 @@ async def test_qa_answers_match_torch_decoding(tiny_bundles, tiny_checkpoints):
                 "max_seq_len": 64,
             },
         )
-        assert too_big_stride.status_code == 422
+        assert too_big_stride.status_code == 422 and too_big_stride.json()["error"]["param"] == "doc_stride"
     assert single.json()["results"] == listed.json()["results"]
     windows = qa_windows(tok, question, context, 64, 32)
     outs = torch_window_logits(tiny_checkpoints("bert", "qa"), windows, ("start_logits", "end_logits"))
@@ -110,6 +110,22 @@ async def test_qa_answers_match_torch_decoding(tiny_bundles, tiny_checkpoints):
     assert [(a["start"], a["end"]) for a in got] == [(a.start, a.end) for a in want]
     assert all(context[a["start"] : a["end"]] == a["answer"] for a in got)
     assert np.abs(np.array([a["score"] for a in got]) - [a.score for a in want]).max() < 1e-4
+
+
+async def test_qa_defaults_window_a_long_context_on_a_128_token_model(tiny_bundles, tiny_checkpoints):
+    """No options: the window is the model's 128 tokens and the overlap follows it (64, as HF's
+    min(max_seq_len // 2, 128)); a fixed 128-token overlap would leave no room and refuse."""
+    question, context = "where did john go", LONG + " " + LONG
+    async with serve_in_process(settings_for(tiny_bundles), ort_runtime_factory) as (app, client):
+        reader = app.state.berth.registry.models["reader"]
+        assert reader.manifest.max_length == 128
+        r = await client.post("/qa", json={"model": "reader", "question": question, "context": context})
+    assert r.status_code == 200, r.text
+    windows = qa_windows(reader.tokenizer.plain, question, context, 128, 64)
+    assert len(windows) >= 3
+    outs = torch_window_logits(tiny_checkpoints("bert", "qa"), windows, ("start_logits", "end_logits"))
+    want = decode_answers(context, windows, [o[0] for o in outs], [o[1] for o in outs], 1, 30, False)
+    assert [(a["start"], a["end"]) for a in r.json()["results"][0]] == [(a.start, a.end) for a in want]
 
 
 @pytest.mark.parametrize("route", ["/ner", "/qa"])
