@@ -8,7 +8,9 @@ on the same characters add up; the no-answer score is [CLS]'s p_start × p_end, 
 windows. Two of its defects are fixed: a span seen by two overlapping windows is counted once
 (the pipeline adds the windows' scores, which can pass 1), and answers are told apart by their
 character span, not by lower-cased text (the pipeline merges two places with the same words into
-the first one). Pure numpy: no torch here.
+the first one). A third: a word cut at a window's edge widens to the whole word (its extent over
+all the windows), where the pipeline can answer with the fragment the window holds. Pure numpy:
+no torch here.
 """
 
 from __future__ import annotations
@@ -51,17 +53,45 @@ def _masked_softmax(logits: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return x / x.sum()
 
 
-def _char_bounds(window: Window, ctx: np.ndarray, align_to_words: bool) -> tuple[np.ndarray, np.ndarray]:
+def word_char_bounds(windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
+    """First and last character of every context word, over all of a context's windows (word ids
+    count over the whole context, so a word cut at a window's edge gets its whole extent)."""
+    ctx = [w.text_positions for w in windows]
+    words = np.concatenate([w.word_ids[c] for w, c in zip(windows, ctx, strict=True)])
+    offsets = np.concatenate([w.offsets[c] for w, c in zip(windows, ctx, strict=True)]).reshape(-1, 2)
+    real = words >= 0
+    words, offsets = words[real], offsets[real]
+    n = int(words.max()) + 1 if len(words) else 0
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    np.minimum.at(first, words, offsets[:, 0])
+    np.maximum.at(last, words, offsets[:, 1])
+    return first, last
+
+
+def _char_bounds(
+    window: Window,
+    ctx: np.ndarray,
+    align_to_words: bool,
+    word_chars: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each context token: where an answer starting / ending on it starts / ends, in chars.
 
-    With `align_to_words` a token stands for its whole word (as far as this window holds it), so an
-    answer never starts or ends inside a word; tokens without a word keep their own offsets.
+    With `align_to_words` a token stands for its whole word, so an answer never starts or ends
+    inside a word: the word's extent over the whole context when `word_chars` (from
+    `word_char_bounds`) is given, else as far as this window holds it. Tokens without a word keep
+    their own offsets.
     """
     starts = window.offsets[ctx, 0].copy()
     ends = window.offsets[ctx, 1].copy()
     if not align_to_words or len(ctx) == 0:
         return starts, ends
     words = window.word_ids[ctx]
+    if word_chars is not None:
+        real = words >= 0
+        starts[real] = word_chars[0][words[real]]
+        ends[real] = word_chars[1][words[real]]
+        return starts, ends
     first = np.ones(len(ctx), dtype=bool)
     first[1:] = (words[1:] != words[:-1]) | (words[1:] < 0)
     run = np.cumsum(first) - 1  # run index per token: a word's pieces are contiguous
@@ -76,6 +106,7 @@ def window_spans(
     end_logits: np.ndarray,
     max_answer_len: int = 30,
     align_to_words: bool = True,
+    word_chars: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> WindowSpans:
     """Score every span of the window's context up to `max_answer_len` tokens (see module doc)."""
     n = len(window)
@@ -104,7 +135,7 @@ def window_spans(
     inside = j < m
     i, j = i[inside], j[inside]
     scores = p_start[ctx][i] * p_end[ctx][j]
-    char_start, char_end = _char_bounds(window, ctx, align_to_words)
+    char_start, char_end = _char_bounds(window, ctx, align_to_words, word_chars)
     # Token spans that cover the same characters are one answer: add their probabilities. The
     # char span is keyed densely (rank of its start × rank of its end, at most m² cells) and
     # summed with bincount: no sort over the m × max_answer_len candidates, which was most of
@@ -152,8 +183,9 @@ def decode_answers(
         raise ValueError(f"max_answer_len must be at least 1, not {max_answer_len}")
     if not windows or not len(windows) == len(start_logits) == len(end_logits):
         raise ValueError(f"got {len(start_logits)}/{len(end_logits)} logits for {len(windows)} windows")
+    word_chars = word_char_bounds(windows) if align_to_words else None
     per_window = [
-        window_spans(w, s, e, max_answer_len, align_to_words)
+        window_spans(w, s, e, max_answer_len, align_to_words, word_chars)
         for w, s, e in zip(windows, start_logits, end_logits, strict=True)
     ]
     null = min(ws.null_score for ws in per_window)

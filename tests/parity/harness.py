@@ -165,28 +165,48 @@ def compare_ner(texts: list[str], got: list[list[dict]], want: list[list[dict]],
 QA_KEYS = ("start", "end")
 
 
-def _word_bounds(window) -> tuple[np.ndarray, np.ndarray]:
-    """Per window position: chars of the whole word (as far as the window holds it), as the
-    pipeline's `word_to_chars(token_to_word(i))` gives them."""
+def _word_bounds(window, whole: dict[int, tuple[int, int]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per window position: chars of the whole word. `whole` maps a word id to its extent over
+    the whole context (berth); None: as far as the window holds it, as the pipeline's
+    `word_to_chars(token_to_word(i))` gives them."""
     starts, ends = window.offsets[:, 0].copy(), window.offsets[:, 1].copy()
     ctx = window.text_positions
     for word in np.unique(window.word_ids[ctx]):
         if word < 0:
             continue
         at = ctx[window.word_ids[ctx] == word]
-        starts[at], ends[at] = window.offsets[at, 0].min(), window.offsets[at, 1].max()
+        if whole is None:
+            starts[at], ends[at] = window.offsets[at, 0].min(), window.offsets[at, 1].max()
+        else:
+            starts[at], ends[at] = whole[int(word)]
     return starts, ends
+
+
+def _context_words(windows: list) -> dict[int, tuple[int, int]]:
+    """Word id -> (first char, last char) over every window of the context."""
+    extent: dict[int, tuple[int, int]] = {}
+    for window in windows:
+        for i in window.text_positions:
+            word = int(window.word_ids[i])
+            if word >= 0:
+                a, b = (int(x) for x in window.offsets[i])
+                lo, hi = extent.get(word, (a, b))
+                extent[word] = (min(lo, a), max(hi, b))
+    return extent
 
 
 def emulate_qa(context: str, windows: list, start_logits: list, end_logits: list, top_k: int,
                max_answer_len: int, *, sum_windows: bool, merge_text: bool,
-               pre_topk: int | None) -> list[dict]:
+               pre_topk: int | None, window_words: bool = False) -> list[dict]:
     """An independent loop decoder with the pipeline's defects switchable one by one.
 
     sum_windows: a span seen by several windows adds their scores (berth: keeps the best).
     merge_text: answers are keyed by lower-cased text (berth: by char span). pre_topk: only the
-    top token spans of each window are scored (4.57: 2·top_k + 10; berth: all). All off = berth.
+    top token spans of each window are scored (4.57: 2·top_k + 10; berth: all). window_words: a
+    span widens only to the part of a word its window holds (berth: the whole word, over all the
+    windows). All off = berth.
     """
+    whole = None if window_words else _context_words(windows)
     totals: dict[object, dict] = {}
     for window, sl, el in zip(windows, start_logits, end_logits, strict=True):
         n = len(window)
@@ -202,7 +222,7 @@ def emulate_qa(context: str, windows: list, start_logits: list, end_logits: list
         ok = band & window.text_mask[:, None] & window.text_mask[None, :]
         flat = np.flatnonzero(ok)
         flat = flat[np.argsort(-outer.ravel()[flat], kind="stable")]
-        wstart, wend = _word_bounds(window)
+        wstart, wend = _word_bounds(window, whole)
         if pre_topk is not None:
             # The pipeline picks the top spans over the whole band, then drops those outside the
             # context, where [CLS] counts as inside: its zeroed spans fill a short context's top_k
@@ -242,10 +262,12 @@ def classify_qa(got: list[dict], want: list[dict], emulate) -> tuple[str | None,
     if same and gap <= SCORE_TOL:
         return None, gap
     steps = [
-        ("4.57 adds a span's scores over overlapping windows", {"sum_windows": True}),
-        ("4.57 merges answers by lower-cased text", {"sum_windows": True, "merge_text": True}),
+        ("4.57 cuts a word at a window's edge", {"window_words": True}),
+        ("4.57 adds a span's scores over overlapping windows", {"window_words": True, "sum_windows": True}),
+        ("4.57 merges answers by lower-cased text",
+         {"window_words": True, "sum_windows": True, "merge_text": True}),
         ("4.57 scores only the top 2k+10 spans per window",
-         {"sum_windows": True, "merge_text": True, "pre_topk": True}),
+         {"window_words": True, "sum_windows": True, "merge_text": True, "pre_topk": True}),
     ]
     for name, flags in steps:
         e = emulate(**flags)

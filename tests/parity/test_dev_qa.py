@@ -50,11 +50,12 @@ async def test_qa_dev_parity_with_pipeline(qa_checkpoint, qa_bundles, dev, figur
             windowed += len(windows) > 1
             outs = QA_HANDLER.infer(model, [Seq(x.input_ids, x.token_type_ids) for x in windows])
 
-            def emulate(sum_windows=False, merge_text=False, pre_topk=False, windows=windows, outs=outs,
+            def emulate(sum_windows=False, merge_text=False, pre_topk=False, window_words=False,
+                        windows=windows, outs=outs,
                         context=context):
                 return emulate_qa(context, windows, [o[0] for o in outs], [o[1] for o in outs], 1,
                                   MAX_ANSWER_LEN, sum_windows=sum_windows, merge_text=merge_text,
-                                  pre_topk=12 if pre_topk else None)
+                                  window_words=window_words, pre_topk=12 if pre_topk else None)
 
             # The emulator with every defect off must be berth, or it proves nothing.
             assert [(a["start"], a["end"]) for a in emulate()] == [(a["start"], a["end"]) for a in g]

@@ -60,10 +60,10 @@ async def test_tiny_qa_matches_pipeline_up_to_listed_defects(tiny_bundles, tiny_
         windows = qa_windows(model.tokenizer.plain, question, context, 64, 16)
         outs = QA_HANDLER.infer(model, [_seq(x) for x in windows])
 
-        def emulate(sum_windows=False, merge_text=False, pre_topk=False, windows=windows, outs=outs,
-                    context=context):
+        def emulate(sum_windows=False, merge_text=False, pre_topk=False, window_words=False,
+                    windows=windows, outs=outs, context=context):
             return emulate_qa(context, windows, [o[0] for o in outs], [o[1] for o in outs], 3, 30,
-                              sum_windows=sum_windows, merge_text=merge_text,
+                              sum_windows=sum_windows, merge_text=merge_text, window_words=window_words,
                               pre_topk=2 * 3 + 10 if pre_topk else None)
 
         # The emulator with every defect off is berth: it checks the emulator, not the service.

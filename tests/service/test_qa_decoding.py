@@ -41,6 +41,13 @@ def hf_windows(tok_factory, question, context, max_seq_len, doc_stride):
     )
 
 
+def hf_encoding(tok_factory, text):
+    from transformers import PreTrainedTokenizerFast
+
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok_factory(), model_max_length=10_000)
+    return hf(text, add_special_tokens=False)
+
+
 @pytest.mark.parametrize("name", TOKENIZERS)
 @pytest.mark.parametrize(("max_seq_len", "doc_stride"), [(32, 8), (48, 20), (384, 128)])
 def test_windows_match_hf_pair_overflow(name, max_seq_len, doc_stride):
@@ -72,9 +79,11 @@ def test_long_question_is_refused_only_when_the_context_must_be_cut():
 # --- decoding ----------------------------------------------------------------------------------
 
 
-def oracle(windows_hf, context, start_logits, end_logits, top_k, max_answer_len, allow_no_answer):
+def oracle(windows_hf, context_hf, context, start_logits, end_logits, top_k, max_answer_len, allow_no_answer):
     """Plain loops: per window softmax over context + [CLS]; spans widened to words with the HF
-    encoding's own word mapping; equal char spans summed within a window, best kept across."""
+    word mapping of the whole context (`context_hf`: the context encoded alone; the pipeline uses
+    the window's, which cuts a word at the window's edge, a listed deviation); equal char spans
+    summed within a window, best kept across."""
     best: dict[tuple[int, int], tuple[float, int]] = {}
     null = float("inf")
     order = 0
@@ -90,8 +99,8 @@ def oracle(windows_hf, context, start_logits, end_logits, top_k, max_answer_len,
         for s in keep[1:]:
             for e in keep[1:]:
                 if s <= e < s + max_answer_len:
-                    a = enc.word_to_chars(enc.token_to_word(s), sequence_index=1)[0]
-                    b = enc.word_to_chars(enc.token_to_word(e), sequence_index=1)[1]
+                    a = context_hf.word_to_chars(enc.token_to_word(s))[0]
+                    b = context_hf.word_to_chars(enc.token_to_word(e))[1]
                     window[(a, b)] = window.get((a, b), 0.0) + ps[s] / zs * pe[e] / ze
         for span, score in window.items():
             if span not in best or score > best[span][0]:
@@ -111,12 +120,13 @@ def test_decoding_matches_the_oracle_on_random_logits(name, seed):
     max_seq_len, doc_stride = 40, 12
     windows = qa_windows(TOKENIZERS[name](), QUESTION, CONTEXT, max_seq_len, doc_stride)
     ref = hf_windows(TOKENIZERS[name], QUESTION, CONTEXT, max_seq_len, doc_stride)
+    whole = hf_encoding(TOKENIZERS[name], CONTEXT)
     assert len(windows) >= 3
     starts = [rng.normal(scale=3, size=len(w)) for w in windows]
     ends = [rng.normal(scale=3, size=len(w)) for w in windows]
     for top_k, max_answer_len, allow in [(1, 30, False), (5, 4, True), (20, 8, False), (3, 1, True)]:
         got = decode_answers(CONTEXT, windows, starts, ends, top_k, max_answer_len, allow)
-        expected = oracle(ref, CONTEXT, starts, ends, top_k, max_answer_len, allow)
+        expected = oracle(ref, whole, CONTEXT, starts, ends, top_k, max_answer_len, allow)
         assert [(a.answer, a.start, a.end) for a in got] == [(x[0], x[2], x[3]) for x in expected]
         assert [a.score for a in got] == pytest.approx([x[1] for x in expected], rel=1e-9)
 
@@ -243,6 +253,27 @@ def test_spans_widen_to_whole_words_unless_told_not_to():
     assert (exact.answer, exact.start, exact.end) == ("so", 10, 12)
     # widened, every token span inside the word is the same answer: their scores add up
     assert widened.score > exact.score
+
+
+def test_a_word_cut_at_a_window_edge_still_widens_to_the_whole_word():
+    """A window that ends inside "Smithson" holds only its first pieces; an answer found there
+    is the whole word, not the fragment (the pipeline would answer "Smith")."""
+    tok = tiny_tokenizer()
+    context = "the film was good and the acting was bad John Smithson went home"
+    windows = qa_windows(tok, "who?", context, 18, 4)
+    a, b = context.index("Smithson"), context.index("Smithson") + len("Smithson")
+    cut = [k for k, w in enumerate(windows) if w.offsets[w.text_positions[-1], 1] in range(a + 1, b)]
+    assert cut, "some window ends inside Smithson"
+    k = cut[0]
+    w = windows[k]
+    inside = [int(p) for p in w.text_positions if a <= w.offsets[p, 0] < b]
+    starts = [np.full(len(x), -10.0) for x in windows]
+    ends = [np.full(len(x), -10.0) for x in windows]
+    starts[k][inside[0]] = ends[k][inside[-1]] = 10.0
+    best = decode_answers(context, windows, starts, ends)[0]
+    assert (best.answer, best.start, best.end) == ("Smithson", a, b)
+    exact = decode_answers(context, windows, starts, ends, align_to_words=False)[0]
+    assert exact.answer != "Smithson" and "Smithson".startswith(exact.answer)  # what the window holds
 
 
 def test_empty_context_gives_the_empty_answer_and_bad_arguments_are_named():
