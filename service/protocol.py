@@ -195,6 +195,7 @@ class NerRequest(_TextsRequest):
     threshold: float = Field(0.0, ge=0.0, le=1.0)
     stride: int | None = Field(None, ge=0, description="tokens shared by consecutive windows of a long text")
     truncate: Literal[True] = Field(True, description="long texts are windowed, never cut")
+    truncation_direction: Literal["right"] = Field("right", description="nothing is cut: only the default")
 
 
 class Entity(BaseModel):
