@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BerthError, MalformedRequest, error_body
 from service.metrics import Metrics
+from service.protocol import ItemError
 from service.registry import Registry, RuntimeFactory
 from service.routes import DIRECT_ROUTES, DirectRoute, router
 from service.settings import Settings
@@ -261,6 +262,20 @@ class _DirectCall:
         await response(scope, receive, send)
 
 
+_PRIMITIVE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none"})
+
+
+def _field_path(loc: tuple) -> list[str]:
+    """A pydantic error location as the request's field path: no "body", and no union
+    alternative tags ("str", "list[str]", "Pair"), which name types, not fields."""
+    def is_tag(part: object) -> bool:
+        return isinstance(part, str) and (
+            part in _PRIMITIVE_TAGS or "[" in part or part[:1].isupper() or part.startswith("function-")
+        )
+
+    return [str(x) for x in loc if x != "body" and not is_tag(x)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The one mapping from errors to the one error body (design §3)."""
 
@@ -275,7 +290,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             err = MalformedRequest(f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}")
             return _error_response(err.status, err.type, err.message)
-        loc = [str(x) for x in first["loc"] if x != "body"]
+        # A union field reports one error per alternative; the deepest names the offending part
+        # best ("inputs.0.text_pair" rather than "inputs", which the str alternative gives).
+        first = max(errors, key=lambda e: len(_field_path(e["loc"])), default=first)
+        loc = _field_path(first["loc"])
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, ItemError):
+            loc.append(str(cause.index))
         param = ".".join(loc) or None
         state: AppState = request.app.state.berth
         # Which model the request meant is unknown here; count it under the route instead.

@@ -28,14 +28,34 @@ class _TextsRequest(_Request):
     @field_validator("inputs")
     @classmethod
     def _check_inputs(cls, value: str | list[str]) -> str | list[str]:
-        check_texts([value] if isinstance(value, str) else value)
+        check_texts([value] if isinstance(value, str) else value, listed=not isinstance(value, str))
         return value
 
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
 
 
-def check_texts(texts: list) -> None:
+class ItemError(ValueError):
+    """A validation failure of one item of a list field; the error's `param` gets its index
+    (service.app turns pydantic's location for the field into "inputs.<index>")."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def check_texts(texts: list, listed: bool = True) -> None:
+    """Non-empty, within the hard caps, encodable. `listed`: the texts came as a list, so an
+    error names the item's index; a single text's error names the field alone."""
+    try:
+        _check_items(texts)
+    except ItemError as exc:
+        if not listed:
+            raise ValueError(str(exc)) from None
+        raise
+
+
+def _check_items(texts: list) -> None:
     if not texts:
         raise ValueError("inputs must not be empty")
     if len(texts) > HARD_MAX_ITEMS:
@@ -43,10 +63,13 @@ def check_texts(texts: list) -> None:
     for i, t in enumerate(texts):
         for part in t if isinstance(t, tuple) else (t,):
             if not part:
-                raise ValueError(f"input {i} is an empty string")
+                raise ItemError(i, f"input {i} is an empty string")
             if len(part) > HARD_MAX_CHARS:
-                raise ValueError(f"input {i} is longer than {HARD_MAX_CHARS} characters")
-            check_encodable(part, f"input {i}")
+                raise ItemError(i, f"input {i} is longer than {HARD_MAX_CHARS} characters")
+            try:
+                check_encodable(part, f"input {i}")
+            except ValueError as exc:
+                raise ItemError(i, str(exc)) from None
 
 
 def check_encodable(text: str, what: str) -> str:
@@ -60,9 +83,11 @@ def check_encodable(text: str, what: str) -> str:
 
 
 class EmbedRequest(_TextsRequest):
-    normalize: bool = True
+    normalize: bool | None = Field(None, description="L2-normalize the vectors; default: the bundle's")
     pooling: Literal["mean", "cls", "max"] | None = Field(None, description="default: the bundle's pooling")
-    dimensions: int | None = Field(None, gt=0, description="keep the first N dimensions, then normalize")
+    dimensions: int | None = Field(
+        None, gt=0, description="keep the first N dimensions, then normalize (when normalizing)"
+    )
 
 
 class Usage(BaseModel):
@@ -89,7 +114,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _check_inputs(cls, value: str | list[str]) -> str | list[str]:
-        check_texts([value] if isinstance(value, str) else value)
+        check_texts([value] if isinstance(value, str) else value, listed=not isinstance(value, str))
         return value
 
     def texts(self) -> list[str]:
@@ -137,7 +162,7 @@ class ClassifyRequest(_Request):
     @field_validator("inputs")
     @classmethod
     def _check_inputs(cls, value: str | Pair | list[str | list[str] | Pair]) -> object:
-        check_texts(_pairs(value))
+        check_texts(_pairs(value), listed=isinstance(value, list))
         return value
 
     def texts(self) -> list[str | tuple[str, str]]:

@@ -48,12 +48,12 @@ def json_response(body: object, served: Served | SpanServed | None = None, statu
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
-def _model(request: Request, name: str | None, task: str, count: int) -> LoadedModel:
+def _model(request: Request, name: str | None, task: str, count: int, field: str = "inputs") -> LoadedModel:
     state = request.app.state.berth
     if state.shutting_down:
         raise ShuttingDown("the service is shutting down")
     if count > state.settings.max_items:
-        raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param="inputs")
+        raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param=field)
     model = state.registry.get(name, task)
     if model.batcher is not None:
         model.batcher.check_room()  # a full queue refuses before tokenizing
@@ -76,7 +76,7 @@ async def embed_route(body: p.EmbedRequest, request: Request) -> Response:
 async def openai_embeddings_route(body: p.OpenAIEmbeddingRequest, request: Request) -> Response:
     """OpenAI-compatible embeddings (the official client works unchanged, base64 included)."""
     texts = body.texts()
-    model = _model(request, body.model, "embed", len(texts))
+    model = _model(request, body.model, "embed", len(texts), field="input")
     vectors, served = await embed(model, EmbedQuery(texts, dimensions=body.dimensions))
     if body.encoding_format == "base64":
         # Little-endian float32, which is what the openai client decodes.
@@ -144,10 +144,14 @@ async def tokenize_route(body: p.TokenizeRequest, request: Request) -> Response:
     encoded = await model.tokenizer.encode_async(texts, body.truncate, body.truncation_direction)
     tokens = [
         [
-            {"id": i, "text": t, "special": bool(s), "start": o[0], "end": o[1]}
-            for i, t, s, o in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets, strict=True)
+            {"id": i, "text": t, "special": bool(s), "start": o[0] + shift, "end": o[1] + shift}
+            for i, t, s, o, shift in zip(
+                e.ids, e.tokens, e.special_tokens_mask, e.offsets,
+                # Offsets into the user's text even when the character cap cut its front.
+                [0 if q is None else shifts[q] for q in e.sequence_ids], strict=True,
+            )
         ]
-        for e in encoded.encodings
+        for e, shifts in zip(encoded.encodings, encoded.char_shifts, strict=True)
     ]
     usage = {"tokens": encoded.tokens, "truncated": encoded.truncated_count}
     return json_response({"model": model.name, "tokens": tokens, "usage": usage})

@@ -24,6 +24,9 @@ class Encoded:
 
     encodings: list[Encoding]
     truncated: list[bool]
+    # Per text, per sequence (one, or two for a pair): characters the character cap cut from the
+    # front (truncation_direction "left"); an encoding's offsets plus this index the original.
+    char_shifts: list[tuple[int, ...]]
 
     @property
     def lengths(self) -> list[int]:
@@ -69,18 +72,21 @@ class TextTokenizer:
         self.max_chars = max_chars
         self.pad_id = _pad_id(base)
 
-    def _cap_chars(self, text: str, truncate: bool, direction: Direction, param: str) -> tuple[str, bool]:
+    def _cap_chars(self, text: str, truncate: bool, direction: Direction, param: str) -> tuple[str, int]:
+        """The text within the character cap, and how many characters were cut from its front."""
         if not isinstance(text, str) or not text:
             raise InvalidInput("input text must be a non-empty string", param=param)
         if len(text) <= self.max_chars:
-            return text, False
+            return text, 0
         if not truncate:
             raise InvalidInput(
                 f"input has {len(text)} characters, over the limit of {self.max_chars} (truncate=false)",
                 param=param,
                 reason="too_long",
             )
-        return (text[: self.max_chars] if direction == "right" else text[-self.max_chars :]), True
+        if direction == "right":
+            return text[: self.max_chars], 0
+        return text[-self.max_chars :], len(text) - self.max_chars
 
     def encode(
         self, texts: list[Text], truncate: bool = True, direction: Direction = "right", param: str = "inputs"
@@ -88,16 +94,19 @@ class TextTokenizer:
         """Tokenize a request's texts (or (text, text_pair) pairs) with special tokens."""
         capped: list[str | tuple[str, str]] = []
         cut: list[bool] = []
+        shifts: list[tuple[int, ...]] = []
         for i, text in enumerate(texts):
             if isinstance(text, tuple):
-                a, cut_a = self._cap_chars(text[0], truncate, direction, f"{param}.{i}.text")
-                b, cut_b = self._cap_chars(text[1], truncate, direction, f"{param}.{i}.text_pair")
+                a, shift_a = self._cap_chars(text[0], truncate, direction, f"{param}.{i}.text")
+                b, shift_b = self._cap_chars(text[1], truncate, direction, f"{param}.{i}.text_pair")
                 capped.append((a, b))
-                cut.append(cut_a or cut_b)
+                cut.append(len(a) < len(text[0]) or len(b) < len(text[1]))
+                shifts.append((shift_a, shift_b))
             else:
-                t, was_cut = self._cap_chars(text, truncate, direction, f"{param}.{i}")
+                t, shift = self._cap_chars(text, truncate, direction, f"{param}.{i}")
                 capped.append(t)
-                cut.append(was_cut)
+                cut.append(len(t) < len(text))
+                shifts.append((shift,))
         tok = self._truncating[direction]
         if len(capped) < OFFLOAD_MIN_TEXTS:
             # One call per text keeps the GIL: encode_batch releases it, and under load getting it
@@ -114,7 +123,7 @@ class TextTokenizer:
                 param=f"{param}.{first}",
                 reason="too_long",
             )
-        return Encoded(encodings, truncated)
+        return Encoded(encodings, truncated, shifts)
 
     async def encode_async(
         self, texts: list[Text], truncate: bool = True, direction: Direction = "right", param: str = "inputs"

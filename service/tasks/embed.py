@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class EmbedQuery:
     texts: list[str]
-    normalize: bool = True
+    normalize: bool | None = None  # None: the bundle's (a dot-product model ships unnormalized)
     pooling: str | None = None  # None: the bundle's pooling
     truncate: bool = True
     direction: Direction = "right"
@@ -61,6 +61,7 @@ async def embed(model: LoadedModel, query: EmbedQuery) -> tuple[np.ndarray, Serv
     vectors = np.stack(served.results)
     if query.dimensions is not None:
         vectors = vectors[:, : query.dimensions]  # cut first, then normalize (Matryoshka order)
-    if query.normalize:
+    normalize = model.manifest.normalize if query.normalize is None else query.normalize
+    if normalize:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return np.ascontiguousarray(vectors, dtype=np.float32), served

@@ -58,6 +58,12 @@ async def test_openai_shape_float_and_base64(models_dir):
         ).json()
         decoded = np.frombuffer(base64.b64decode(b64["data"][1]["embedding"]), dtype="<f4")
         assert np.allclose(decoded, plain["data"][1]["embedding"], atol=1e-7)
+    # Errors name the OpenAI request's own field, `input`, and the offending item.
+    async with serve_in_process(Settings(models_dir=models_dir, max_items=4)) as (_, client):
+        for payload, param in (({"input": ["a"] * 5}, "input"), ({"input": [1, 2]}, "input.0"),
+                               ({"input": ["a", ""]}, "input.1")):
+            r = await client.post("/v1/embeddings", json={"model": "emb", **payload})
+            assert r.status_code == 422 and error_of(r)["param"] == param, r.text
 
 
 async def test_classify_pairs_top_k_threshold_and_functions(models_dir):
@@ -108,6 +114,38 @@ async def test_tokenize_reports_tokens_offsets_specials(models_dir):
         assert (tokens[2]["start"], tokens[2]["end"]) == (4, 9)
 
 
+async def test_tokenize_offsets_index_the_input_when_the_character_cap_cuts_its_front(tmp_path):
+    write_fake_bundle(tmp_path, "emb", "embed", max_length=64)
+    text = "the movie was good and the plot was bad"
+    async with serve_in_process(Settings(models_dir=tmp_path, max_chars=20)) as (_, client):
+        for direction in ("left", "right"):
+            body = {"inputs": text, "truncation_direction": direction}
+            r = (await client.post("/tokenize", json=body)).json()
+            words = [t for t in r["tokens"][0] if not t["special"]]
+            assert r["usage"]["truncated"] == 1 and words
+            assert all(text[t["start"] : t["end"]] == t["text"] for t in words), (direction, words)
+            kept = text[-20:] if direction == "left" else text[:20]
+            assert text[words[0]["start"] : words[-1]["end"]].strip() in kept
+
+
+async def test_normalization_follows_the_bundle_unless_the_request_says(tmp_path):
+    """A bundle exported without a Normalize module (a dot-product model) serves raw vectors."""
+    from service.manifest import load_manifest, write_manifest
+
+    write_fake_bundle(tmp_path, "unit", "embed")
+    raw = write_fake_bundle(tmp_path, "dot", "embed")
+    write_manifest(raw, load_manifest(raw).model_copy(update={"normalize": False}))
+    async with serve_in_process(Settings(models_dir=tmp_path)) as (_, client):
+        async def norm(model: str, **extra) -> float:
+            r = await client.post("/embed", json={"model": model, "inputs": "the movie", **extra})
+            return float(np.linalg.norm(r.json()["embeddings"][0]))
+
+        openai = await client.post("/v1/embeddings", json={"model": "dot", "input": "the movie"})
+        assert abs(await norm("unit") - 1) < 1e-6 and abs(await norm("unit", normalize=False) - 1) > 1e-3
+        assert abs(await norm("dot") - 1) > 1e-3 and abs(await norm("dot", normalize=True) - 1) < 1e-6
+        assert abs(np.linalg.norm(openai.json()["data"][0]["embedding"]) - await norm("dot")) < 1e-5
+
+
 async def test_truncation_reported_and_truncate_false_is_422(tmp_path):
     write_fake_bundle(tmp_path, "emb", "embed", max_length=8)
     async with serve_in_process(Settings(models_dir=tmp_path, max_chars=200)) as (app, client):
@@ -131,7 +169,8 @@ async def test_truncation_reported_and_truncate_false_is_422(tmp_path):
     [
         ({"inputs": []}, 422, "inputs"),
         ({"inputs": ""}, 422, "inputs"),
-        ({"inputs": ["ok", ""]}, 422, "inputs"),
+        ({"inputs": ["ok", ""]}, 422, "inputs.1"),  # the item, not just the field
+        ({"inputs": ["ok", 1]}, 422, "inputs.1"),  # not "inputs.str", the union alternative tried first
         ({"inputs": "x", "pooling": "sum"}, 422, "pooling"),
         ({"inputs": "x", "unknown": 1}, 422, "unknown"),
         ({"inputs": "x", "model": "nope"}, 404, "model"),
