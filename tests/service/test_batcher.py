@@ -171,6 +171,76 @@ async def test_deadline_gives_504_and_item_never_runs():
     await batcher.stop()
 
 
+class QueueGauge:
+    """An observer keeping the last queue figures the batcher reported (the metrics' gauges)."""
+
+    def __init__(self) -> None:
+        self.items = self.tokens = None
+        self.rejected: list[str] = []
+
+    def on_batch(self, *args) -> None: ...
+    def on_queue_wait(self, seconds) -> None: ...
+
+    def on_queue(self, items, tokens) -> None:
+        self.items, self.tokens = items, tokens
+
+    def on_rejected(self, reason) -> None:
+        self.rejected.append(reason)
+
+
+async def test_a_504_releases_its_queued_tokens_and_the_gauges_at_once():
+    """Tokens of a request answered 504 stop counting then, not when the lane next looks: a
+    request that fits the budget is admitted right after, and the gauges read 0 when idle."""
+    runner = Runner()
+    gauge = QueueGauge()
+    config = BatchConfig(max_wait_ms=0, max_batch_size=4, max_batch_tokens=1000, max_queue_tokens=10)
+    batcher = Batcher(runner, config, gauge, name="t")
+    batcher.start()
+    blocker = await runner.hold(batcher)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit("late", 8, timeout_s=0.05)
+    assert (batcher.queued_items, batcher.queued_tokens, gauge.items, gauge.tokens) == (0, 0, 0, 0)
+    batcher.check_room()
+    admitted = asyncio.create_task(batcher.submit("next", 8))
+    await settle()
+    runner.gate.set()
+    assert await admitted == "done:next" and gauge.rejected == ["deadline"]
+    await blocker
+    await batcher.stop()
+
+
+async def test_a_failed_item_releases_its_queued_siblings():
+    runner = Runner()
+    gauge = QueueGauge()
+    config = BatchConfig(max_wait_ms=0, max_batch_size=1, max_batch_tokens=1000, max_queue_tokens=100)
+    batcher = Batcher(runner, config, gauge, name="t")
+    batcher.start()
+    runner.fail = ValueError("boom")
+    runner.gate.clear()
+    runner.started.clear()
+    request = asyncio.create_task(batcher.submit_many(["a", "b", "c"], [5, 5, 5]))
+    await runner.started.wait()  # "a" is running, "b" and "c" wait
+    runner.gate.set()
+    with pytest.raises(ValueError):
+        await request
+    assert (batcher.queued_tokens, gauge.tokens) == (0, 0)
+    assert runner.batches == [["a"]]
+    await batcher.stop()
+
+
+async def test_a_timeout_error_from_the_runtime_is_not_a_deadline():
+    def process(items):
+        raise TimeoutError("the device call timed out")  # a runtime's own timeout: a 500, not a 504
+
+    gauge = QueueGauge()
+    batcher = Batcher(process, BatchConfig(max_wait_ms=0), gauge, name="t")
+    batcher.start()
+    with pytest.raises(TimeoutError, match="device call") as raised:
+        await batcher.submit("x", 3, timeout_s=30)
+    assert not isinstance(raised.value, DeadlineExceeded) and gauge.rejected == []
+    await batcher.stop()
+
+
 async def test_cancelled_caller_is_dropped_before_running():
     runner = Runner()
     batcher = make(runner, max_wait_ms=0)
