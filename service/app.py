@@ -107,7 +107,9 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 started[0] = True
                 status_box[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                # latin-1 both ways: the id goes back byte for byte as the client sent it.
+                echoed = (b"x-request-id", request_id.encode("latin-1"))
+                message["headers"] = [*message.get("headers", []), echoed]
             await send(message)
 
         try:

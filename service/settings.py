@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "BERTH_"
 
@@ -67,7 +67,10 @@ class Settings(BaseSettings):
 
     # Security and logging.
     api_key: SecretStr | None = None
-    cors_origins: list[str] = Field(default_factory=list)
+    # A JSON list or comma-separated origins (NoDecode: the environment's text reaches the
+    # validator below, which parses both, instead of pydantic-settings' JSON-only decoding,
+    # which crashed `berth serve` with a traceback on "https://a.example").
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Prometheus scrapers often carry no credentials; opening /metrics is an explicit choice.
     metrics_public: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -78,10 +81,29 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        return _origins(value)
+
 
 class SettingsError(ValueError):
     """Settings that cannot start the service; the message names the variable."""
 
+
+def _origins(value: object) -> object:
+    """BERTH_CORS_ORIGINS as a JSON list or comma-separated; other types pass to validation."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        import json
+
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list of origins ({exc.msg})") from None
+    return [origin.strip() for origin in text.split(",") if origin.strip()]
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment plus explicit overrides (CLI options)."""

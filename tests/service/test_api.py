@@ -296,6 +296,9 @@ async def test_runtime_bug_is_500_with_request_id_only(models_dir, caplog):
         err = error_of(r)
         assert "req-42" in err["message"] and "secret detail" not in err["message"]
         assert "ZeroDivisionError" in caplog.text  # the traceback goes to the log
+        # Echoed byte for byte, even outside ASCII (it was re-encoded as UTF-8).
+        r = await client.post("/embed", json={"inputs": "x"}, headers=[(b"x-request-id", b"caf\xe9")])
+        assert r.headers.raw and (b"x-request-id", b"caf\xe9") in [(k.lower(), v) for k, v in r.headers.raw]
 
 
 async def test_broken_bundle_reported_by_name_others_serve(models_dir):

@@ -34,6 +34,26 @@ def test_settings_from_env_and_errors_name_the_variable(monkeypatch):
         load_settings(precision="int4")
 
 
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("https://a.example", ["https://a.example"]),
+        ("https://a.example, http://b.example:8080", ["https://a.example", "http://b.example:8080"]),
+        ('["https://a.example"]', ["https://a.example"]),
+        ("", []),
+    ],
+)
+def test_cors_origins_as_a_json_list_or_comma_separated(monkeypatch, value, origins):
+    monkeypatch.setenv("BERTH_CORS_ORIGINS", value)
+    assert load_settings().cors_origins == origins
+
+
+def test_a_broken_cors_list_names_the_variable_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("BERTH_CORS_ORIGINS", '["https://a.example"')
+    with pytest.raises(SettingsError, match="BERTH_CORS_ORIGINS: .*JSON list"):
+        load_settings()
+
+
 def test_empty_api_key_means_no_key(monkeypatch):
     monkeypatch.setenv("BERTH_API_KEY", "")
     assert load_settings().api_key is None
