@@ -95,11 +95,16 @@ class EdgeMiddleware:
         start = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or _new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        # A request that arrived before shutdown began is served to the end, even if its body
+        # is still arriving when the signal comes; routes refuse only those that came after.
+        arrived_before_shutdown = not self.state.shutting_down
+        scope.setdefault("state", {}).update(
+            request_id=request_id, arrived_before_shutdown=arrived_before_shutdown
+        )
         path = scope["path"]
         status_box = [500]
         started = [False]
-        counted = path not in HEALTH_PATHS and not self.state.shutting_down
+        counted = path not in HEALTH_PATHS and arrived_before_shutdown
         if counted:
             self.state.in_flight += 1
 

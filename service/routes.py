@@ -50,7 +50,7 @@ def json_response(body: object, served: Served | SpanServed | None = None, statu
 
 def _model(request: Request, name: str | None, task: str, count: int, field: str = "inputs") -> LoadedModel:
     state = request.app.state.berth
-    if state.shutting_down:
+    if state.shutting_down and not request.scope["state"]["arrived_before_shutdown"]:
         raise ShuttingDown("the service is shutting down")
     if count > state.settings.max_items:
         raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param=field)

@@ -344,6 +344,30 @@ async def test_shutdown_flips_readyz_and_refuses_new_work(models_dir):
         assert (await client.get("/healthz")).status_code == 200
 
 
+async def test_a_request_that_arrived_before_shutdown_is_served(models_dir):
+    """Its body was still arriving when shutdown began: it is accepted work, so 200, not 503."""
+    async with serve_in_process(Settings(models_dir=models_dir)) as (app, client):
+        half_sent, resume = asyncio.Event(), asyncio.Event()
+
+        async def body():
+            yield b'{"inputs": '
+            half_sent.set()
+            await resume.wait()
+            yield b'"hello"}'
+
+        pending = asyncio.create_task(
+            client.post("/embed", content=body(), headers={"content-type": "application/json"})
+        )
+        await half_sent.wait()
+        await asyncio.sleep(0.01)
+        assert app.state.berth.in_flight == 1
+        begin_shutdown(app)
+        resume.set()
+        assert (await pending).status_code == 200
+        assert (await client.post("/embed", json={"inputs": "x"})).status_code == 503  # arrived after
+        assert app.state.berth.in_flight == 0
+
+
 async def test_metrics_cover_design_section_5(models_dir):
     async with serve_in_process(Settings(models_dir=models_dir)) as (_, client):
         await client.post("/embed", json={"inputs": ["a", "the movie was good"]})
