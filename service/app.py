@@ -26,7 +26,7 @@ from service.errors import BerthError, MalformedRequest, error_body
 from service.metrics import Metrics
 from service.protocol import ItemError
 from service.registry import Registry, RuntimeFactory
-from service.routes import DIRECT_ROUTES, DirectRoute, router
+from service.routes import DIRECT_ROUTES, ROUTE_TASKS, DirectRoute, router
 from service.settings import Settings
 
 log = logging.getLogger("berth.app")
@@ -306,8 +306,9 @@ def install_error_handlers(app: FastAPI) -> None:
             loc.append(str(cause.index))
         param = ".".join(loc) or None
         state: AppState = request.app.state.berth
-        # Which model the request meant is unknown here; count it under the route instead.
-        state.metrics.rejected.labels(model="", task=request.url.path.strip("/"), reason="invalid").inc()
+        # Which model the request meant is unknown here; count it under the route's task.
+        task = ROUTE_TASKS.get(request.url.path, "other")
+        state.metrics.rejected.labels(model="", task=task, reason="invalid").inc()
         message = str(first["msg"]).removeprefix("Value error, ")
         return _error_response(422, "invalid_request", message, param)
 

@@ -52,9 +52,13 @@ def _model(request: Request, name: str | None, task: str, count: int, field: str
     state = request.app.state.berth
     if state.shutting_down and not request.scope["state"]["arrived_before_shutdown"]:
         raise ShuttingDown("the service is shutting down")
-    if count > state.settings.max_items:
-        raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param=field)
-    model = state.registry.get(name, task)
+    try:
+        if count > state.settings.max_items:
+            raise InvalidInput(f"{count} inputs; at most {state.settings.max_items} per request", param=field)
+        model = state.registry.get(name, task)
+    except InvalidInput:
+        state.metrics.rejected.labels(model=name or "", task=task, reason="invalid").inc()
+        raise
     if model.batcher is not None:
         model.batcher.check_room()  # a full queue refuses before tokenizing
     return model
@@ -155,6 +159,11 @@ async def tokenize_route(body: p.TokenizeRequest, request: Request) -> Response:
     ]
     usage = {"tokens": encoded.tokens, "truncated": encoded.truncated_count}
     return json_response({"model": model.name, "tokens": tokens, "usage": usage})
+
+
+# The task each task route serves, for metric labels of requests refused before a model is known.
+ROUTE_TASKS = {"/embed": "embed", "/v1/embeddings": "embed", "/classify": "classify", "/ner": "ner",
+               "/qa": "qa", "/tokenize": "tokenize"}
 
 
 # The hot routes, for the edge's direct dispatch (app.py): a well-formed JSON body is validated

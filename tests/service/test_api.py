@@ -368,6 +368,17 @@ async def test_a_request_that_arrived_before_shutdown_is_served(models_dir):
         assert app.state.berth.in_flight == 0
 
 
+async def test_every_422_is_counted_as_rejected_invalid_under_its_task(models_dir):
+    async with serve_in_process(Settings(models_dir=models_dir, max_items=2)) as (_, client):
+        for route, body in (("/embed", {"inputs": ["a", "b", "c"]}),  # too many items
+                            ("/embed", {"inputs": "a", "model": "sent"}),  # a model of another task
+                            ("/v1/embeddings", {"input": []})):  # refused by the schema
+            assert (await client.post(route, json=body)).status_code == 422
+        metrics = (await client.get("/metrics")).text
+    assert 'berth_rejected_total{model="",reason="invalid",task="embed"} 2.0' in metrics
+    assert 'berth_rejected_total{model="sent",reason="invalid",task="embed"} 1.0' in metrics
+
+
 async def test_metrics_cover_design_section_5(models_dir):
     async with serve_in_process(Settings(models_dir=models_dir)) as (_, client):
         await client.post("/embed", json={"inputs": ["a", "the movie was good"]})
