@@ -11,7 +11,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from service.errors import DeadlineExceeded, Overloaded, ShuttingDown
+from service.errors import DeadlineExceeded, Overloaded, PayloadTooLarge, ShuttingDown
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -167,8 +167,16 @@ class Batcher(Generic[T, R]):
         if self._stopping or not self._lanes:
             raise ShuttingDown("the service is shutting down")
         total = sum(tokens)
-        # An idle queue admits any request, or one larger than the budget could never run.
-        if self._queue and self._queued_tokens + total > self.config.max_queue_tokens:
+        if total > self.config.max_queue_tokens:
+            # No queue state admits it without starving (under steady load the queue is never
+            # empty) or, admitted into an idle queue, without refusing everyone else until it
+            # drains: refused as too large, so the client knows that retrying cannot help.
+            self._observer.on_rejected("too_long")
+            raise PayloadTooLarge(
+                f"the request needs {total} tokens, more than model {self._name!r} queues at once "
+                f"({self.config.max_queue_tokens}, BERTH_MAX_QUEUE_TOKENS): send fewer or shorter inputs"
+            )
+        if self._queued_tokens + total > self.config.max_queue_tokens:
             self._observer.on_rejected("overloaded")
             raise Overloaded(
                 f"queue of model {self._name!r} is full ({self._queued_tokens} tokens waiting)",
