@@ -70,7 +70,7 @@ def read_examples(path: str | Path, fmt: str, task: str) -> list:
     if fmt in ("conll", "wikiann"):
         from model.data.conll import read_conll
 
-        return read_conll(path)
+        return read_conll(path, language_prefix=fmt == "wikiann")
     if fmt == "squad":
         from model.data.squad import read_squad
 

@@ -16,7 +16,9 @@ _TAG = re.compile(r"^(O|[BI]-\S+)$")
 _LANG_PREFIX = re.compile(r"^[a-z]{2,3}:(?=.)")
 
 
-def read_conll(path: Path) -> list[TokenExample]:
+def read_conll(path: Path, language_prefix: bool = False) -> list[TokenExample]:
+    """`language_prefix`: the words carry WikiANN's `en:` (stripped); CoNLL words are verbatim,
+    so a CoNLL-2003 token such as `ftp://host` or `de:Berlin` keeps its letters."""
     examples: list[TokenExample] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -46,7 +48,7 @@ def read_conll(path: Path) -> list[TokenExample]:
                 raise DataFormatError(path, lineno, f"tag {tag!r} is not IOB2 (O, B-TYPE or I-TYPE)")
             if not tokens:
                 start = lineno
-            tokens.append(_LANG_PREFIX.sub("", word))
+            tokens.append(_LANG_PREFIX.sub("", word) if language_prefix else word)
             tags.append(tag)
     flush()
     return examples

@@ -7,6 +7,7 @@ ner:      `{"tokens": [str], "tags": [str]}` (IOB2)
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from model.data.examples import DataFormatError, TextExample, TokenExample
@@ -49,6 +50,9 @@ def _text_record(record: dict, path: Path, lineno: int, source: str) -> TextExam
         # bool is an int in Python; a true/false label is almost surely a mistake.
         if isinstance(label, bool) or not isinstance(label, str | int | float) or label == "":
             raise DataFormatError(path, lineno, '"label" must be a non-empty string or a number')
+        if isinstance(label, float) and not math.isfinite(label):
+            # json.loads accepts NaN and Infinity: a regression target the loss cannot use.
+            raise DataFormatError(path, lineno, f'"label" must be a finite number, not {label}')
         if isinstance(label, int):
             label = str(label)  # integer class ids are class names, not regression targets
     return TextExample(text=text, text_pair=pair, label=label, source=source)

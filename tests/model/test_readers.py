@@ -48,6 +48,9 @@ def test_conll_and_wikiann(tmp_path):
     wiki = _write(tmp_path, "w.txt", "en:Sioux\tB-ORG\nen:Falls\tI-ORG\nen::\tO\n\nen:R.H.\tB-PER\n")
     ex = read_examples(wiki, "wikiann", "ner")
     assert ex[0].tokens == ["Sioux", "Falls", ":"] and ex[1].tokens == ["R.H."]
+    # Only WikiANN words carry the language prefix: CoNLL words are taken as they are.
+    urls = _write(tmp_path, "u.txt", "ftp://ftp.example.org O\nde:Berlin B-LOC\n")
+    assert read_examples(urls, "conll", "ner")[0].tokens == ["ftp://ftp.example.org", "de:Berlin"]
 
 
 def test_conll_errors(tmp_path):
@@ -85,6 +88,8 @@ def test_jsonl_classify_and_ner(tmp_path):
     ('{"text": "a"}', "classify", 'exactly one of "label" or "labels"'),
     ('{"text": "", "label": "x"}', "classify", '"text" must be a non-empty string'),
     ('{"text": "a", "label": true}', "classify", '"label" must be'),
+    ('{"text": "a", "label": NaN}', "classify", '"label" must be a finite number'),
+    ('{"text": "a", "label": -Infinity}', "classify", '"label" must be a finite number'),
     ('{"tokens": ["a", "b"], "tags": ["O"]}', "ner", "2 tokens but 1 tags"),
     ('{"tokens": ["a"], "tags": ["LOC"]}', "ner", "not IOB2"),
 ])
