@@ -21,7 +21,8 @@ from tests.parity.harness import Report, classify_qa, emulate_qa, run_reference,
 from tests.service.conftest import serve_in_process
 
 pytestmark = pytest.mark.slow
-DOC_STRIDE, MAX_ANSWER_LEN = 128, 30  # the service's defaults (protocol.QaRequest)
+# The service's defaults for the 256-token qa model: doc_stride = min(256 // 2, 128) (spans.qa).
+DOC_STRIDE, MAX_ANSWER_LEN = 128, 30
 
 
 @pytest.fixture(scope="module")
