@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -84,26 +85,21 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
-        return _origins(value)
+        """BERTH_CORS_ORIGINS as a JSON list or comma-separated; other types go to validation."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list of origins ({exc.msg})") from None
+        return [origin.strip() for origin in text.split(",") if origin.strip()]
 
 
 class SettingsError(ValueError):
     """Settings that cannot start the service; the message names the variable."""
 
-
-def _origins(value: object) -> object:
-    """BERTH_CORS_ORIGINS as a JSON list or comma-separated; other types pass to validation."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        import json
-
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a JSON list of origins ({exc.msg})") from None
-    return [origin.strip() for origin in text.split(",") if origin.strip()]
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment plus explicit overrides (CLI options)."""

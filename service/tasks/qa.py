@@ -70,34 +70,23 @@ def word_char_bounds(windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]
 
 
 def _char_bounds(
-    window: Window,
-    ctx: np.ndarray,
-    align_to_words: bool,
-    word_chars: tuple[np.ndarray, np.ndarray] | None = None,
+    window: Window, ctx: np.ndarray, word_chars: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each context token: where an answer starting / ending on it starts / ends, in chars.
 
-    With `align_to_words` a token stands for its whole word, so an answer never starts or ends
-    inside a word: the word's extent over the whole context when `word_chars` (from
-    `word_char_bounds`) is given, else as far as this window holds it. Tokens without a word keep
-    their own offsets.
+    With `word_chars` (from `word_char_bounds`) a token stands for its whole word, so an answer
+    never starts or ends inside a word; tokens without a word keep their own offsets. None: the
+    tokens' own offsets (no `align_to_words`).
     """
     starts = window.offsets[ctx, 0].copy()
     ends = window.offsets[ctx, 1].copy()
-    if not align_to_words or len(ctx) == 0:
+    if word_chars is None:
         return starts, ends
     words = window.word_ids[ctx]
-    if word_chars is not None:
-        real = words >= 0
-        starts[real] = word_chars[0][words[real]]
-        ends[real] = word_chars[1][words[real]]
-        return starts, ends
-    first = np.ones(len(ctx), dtype=bool)
-    first[1:] = (words[1:] != words[:-1]) | (words[1:] < 0)
-    run = np.cumsum(first) - 1  # run index per token: a word's pieces are contiguous
-    heads = np.flatnonzero(first)
-    tails = np.append(heads[1:], len(ctx)) - 1
-    return starts[heads][run], ends[tails][run]
+    real = words >= 0
+    starts[real] = word_chars[0][words[real]]
+    ends[real] = word_chars[1][words[real]]
+    return starts, ends
 
 
 def window_spans(
@@ -108,7 +97,11 @@ def window_spans(
     align_to_words: bool = True,
     word_chars: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> WindowSpans:
-    """Score every span of the window's context up to `max_answer_len` tokens (see module doc)."""
+    """Score every span of the window's context up to `max_answer_len` tokens (see module doc).
+
+    `word_chars`: the context's word extents over all its windows (`word_char_bounds`); without
+    them, a word is as far as this window holds it.
+    """
     n = len(window)
     start_logits, end_logits = np.asarray(start_logits)[:n], np.asarray(end_logits)[:n]
     if start_logits.shape != (n,) or end_logits.shape != (n,):
@@ -135,7 +128,9 @@ def window_spans(
     inside = j < m
     i, j = i[inside], j[inside]
     scores = p_start[ctx][i] * p_end[ctx][j]
-    char_start, char_end = _char_bounds(window, ctx, align_to_words, word_chars)
+    if align_to_words and word_chars is None:
+        word_chars = word_char_bounds([window])
+    char_start, char_end = _char_bounds(window, ctx, word_chars if align_to_words else None)
     # Token spans that cover the same characters are one answer: add their probabilities. The
     # char span is keyed densely (rank of its start × rank of its end, at most m² cells) and
     # summed with bincount: no sort over the m × max_answer_len candidates, which was most of

@@ -7,10 +7,12 @@ import random
 
 import pytest
 
-pytest.importorskip("transformers")
+from model.pretrain.vocab import SPECIAL_TOKENS, train_wordpiece
+from tests.model import toydata
 
-from model.pretrain.vocab import SPECIAL_TOKENS, train_wordpiece  # noqa: E402
-from tests.model import toydata  # noqa: E402
+# train_wordpiece returns a transformers tokenizer (imported inside it, as here: a service-only
+# install has neither tokenizers' trainer use nor transformers).
+pytest.importorskip("transformers")
 
 
 def _lines() -> list[str]:
