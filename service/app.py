@@ -51,6 +51,13 @@ class AppState:
     shutting_down: bool = False
     # Requests accepted before shutdown began and not finished yet; the drain waits for zero.
     in_flight: int = 0
+    # The background task loading the bundles (started by the lifespan).
+    loading: asyncio.Task | None = None
+
+    async def wait_loaded(self) -> None:
+        """Until every bundle has loaded or failed (in-process clients and tests use this)."""
+        if self.loading is not None:
+            await asyncio.shield(self.loading)
 
 
 def _error_response(
@@ -325,16 +332,32 @@ def create_app(settings: Settings, runtime_factory: RuntimeFactory | None = None
     metrics = Metrics()
     state = AppState(settings, metrics, Registry(settings, metrics, runtime_factory))
 
+    async def load_models() -> None:
+        try:
+            await state.registry.load_all()
+        except Exception:  # a bug here must not leave /readyz saying "loading" for ever
+            log.exception("loading the models failed")
+            state.registry.loading_done = True
+        metrics.ready.set(1 if state.registry.readiness()[0] and not state.shutting_down else 0)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await state.registry.load_all()
-        metrics.ready.set(1 if state.registry.readiness()[0] else 0)
+        # Startup returns at once so the server binds before the bundles load (a liveness probe
+        # during a long load gets 200 from /healthz, not a refused connection); /readyz says
+        # "loading" until load_models is done, and task routes answer 503 until their model is.
+        state.registry.register_bundles()
+        state.loading = asyncio.create_task(load_models(), name="berth-load-models")
         try:
             yield
         finally:
             # Reached after the server stopped taking connections and in-flight requests ended;
-            # the batchers still finish anything they accepted before the process exits.
+            # the batchers still finish anything they accepted before the process exits. A stop
+            # during loading does not wait for the rest of the bundles to load.
             begin_shutdown(app)
+            if not state.loading.done():
+                state.loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.loading
             await state.registry.stop()
 
     app = FastAPI(

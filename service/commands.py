@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 
@@ -64,7 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
         still-open socket, so probes and clients see the state instead of a refused connection.
         uvicorn is told to exit (close the socket, then wait for connections) once every accepted
         request has finished and `shutdown_grace_s` has passed, or after `request_timeout_s`.
-        A second signal exits at once.
+        A second signal exits at once: no more waiting for connections, requests or the
+        batchers, and the process ends killed by that signal (it did not drain).
         """
 
         drain_from: float | None = None
@@ -74,12 +74,11 @@ def _serve(args: argparse.Namespace) -> int:
                 self.drain_from = time.monotonic()
                 begin_shutdown(app)
                 return
+            # A second signal. uvicorn on its own forces only on a repeated SIGINT and would wait
+            # out timeout_graceful_shutdown on SIGTERM. The signal stays captured, so uvicorn
+            # re-raises it on the way out and the exit status says the stop was forced.
             super().handle_exit(sig, frame)
-            # uvicorn re-raises captured signals after its graceful shutdown, so the process
-            # would die "killed by SIGTERM"; a drained stop on SIGTERM is a clean exit (0).
-            captured = getattr(self, "_captured_signals", None)
-            if sig == signal.SIGTERM and captured and captured[-1] == sig:
-                captured.pop()
+            self.should_exit = self.force_exit = True
 
         async def on_tick(self, counter: int) -> bool:
             if self.drain_from is not None and not self.should_exit:

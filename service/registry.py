@@ -134,12 +134,22 @@ class Registry:
             return self.settings.batch_pad_allowance
         return CPU_PAD_ALLOWANCE if provider == "cpu" else None
 
+    def register_bundles(self) -> None:
+        """List every bundle as "loading" (synchronous: /models and /readyz show them at once)."""
+        for path in self.discover():
+            self.models[path.name] = LoadedModel(path.name, path, timeout_s=self.settings.request_timeout_s)
+
     async def load_all(self) -> None:
-        dirs = self.discover()
+        """Load and warm each registered bundle in turn (registering them first if nobody has).
+
+        The app runs this as a background task after startup, so the server listens while
+        bundles load: /healthz answers 200 and /readyz 503 "loading" instead of refusing
+        connections for the minutes a large models folder takes.
+        """
+        if not self.models:
+            self.register_bundles()
         threads = self.threads
         self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="infer")
-        for path in dirs:
-            self.models[path.name] = LoadedModel(path.name, path, timeout_s=self.settings.request_timeout_s)
         for model in self.models.values():
             try:
                 await self._load(model, threads)
@@ -213,6 +223,9 @@ class Registry:
         """The model serving `task` (named, or the default); a domain error otherwise."""
         if name is None:
             name = self.default_name(task)
+            if name is None and not self.loading_done:
+                # A bundle still loading may be the one for this task; its manifest says later.
+                raise NotReady(f"models are loading; none serves task {task!r} yet")
             if name is None:
                 raise ModelNotFound(f"no model serves task {task!r}", param="model")
         model = self.models.get(name)
@@ -233,6 +246,8 @@ class Registry:
                 default = self.default_name(task)
                 if default is not None and self.models.get(default) and self.models[default].state == "ready":
                     return self.models[default]
+            if not self.loading_done:
+                raise NotReady("models are loading; none is serving yet")
             raise ModelNotFound("no model is serving", param="model")
         model = self.models.get(name)
         if model is None:
@@ -242,7 +257,8 @@ class Registry:
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason): every bundle settled, at least one serving, every configured default serving."""
         if not self.loading_done:
-            return False, "models are loading"
+            settled = [m for m in self.models.values() if m.state != "loading"]
+            return False, f"models are loading ({len(settled)} of {len(self.models)} done)"
         ready = [m for m in self.models.values() if m.state == "ready"]
         if not ready:
             return False, f"no model is serving (models dir: {self.settings.models_dir})"

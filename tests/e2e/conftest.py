@@ -42,8 +42,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def berth_serve(models_dir: Path, log_path: Path, **env: str) -> Iterator[Server]:
-    """Start `berth serve` in a subprocess, wait for /readyz, stop it with SIGTERM afterwards."""
+def berth_serve(models_dir: Path, log_path: Path, wait_for: str = "/readyz", **env: str) -> Iterator[Server]:
+    """Start `berth serve` in a subprocess, wait for a 200 from `wait_for` (/readyz: every bundle
+    loaded; /healthz: listening), stop it with SIGTERM afterwards."""
     port = free_port()
     environ = {**os.environ, "BERTH_PROVIDER": "cpu", "BERTH_PRECISION": "fp32", **env}
     cmd = [sys.executable, "-m", "service.cli", "serve", "--models-dir", str(models_dir), "--port", str(port)]
@@ -56,7 +57,7 @@ def berth_serve(models_dir: Path, log_path: Path, **env: str) -> Iterator[Server
             if proc.poll() is not None:
                 raise RuntimeError(f"berth serve exited with {proc.returncode}:\n{server.log}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(server.url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(server.url + wait_for, timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"berth serve not ready after 60 s:\n{server.log}")

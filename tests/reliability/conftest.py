@@ -45,8 +45,11 @@ def all_tasks_dir(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def live_app(settings: Settings, factory=fake_factory) -> Iterator[tuple[str, object]]:
-    """(base URL, app): the app under a real uvicorn server in a thread (real HTTP, one loop)."""
+def live_app(
+    settings: Settings, factory=fake_factory, wait_loaded: bool = True
+) -> Iterator[tuple[str, object]]:
+    """(base URL, app): the app under a real uvicorn server in a thread (real HTTP, one loop),
+    once it listens and (by default) every bundle has loaded or failed."""
     port = free_port()
     app = create_app(settings.model_copy(update={"port": port}), factory)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -54,7 +57,8 @@ def live_app(settings: Settings, factory=fake_factory) -> Iterator[tuple[str, ob
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while not server.started:
+    registry = app.state.berth.registry
+    while not (server.started and (registry.loading_done or not wait_loaded)):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the in-thread server did not start")
         time.sleep(0.02)

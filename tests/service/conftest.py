@@ -69,10 +69,13 @@ def fake_factory(path: Path, manifest: Manifest, settings: Settings, threads: in
 
 
 @contextlib.asynccontextmanager
-async def serve_in_process(settings: Settings, factory=fake_factory):
-    """Run the app's lifespan and yield (app, client) talking to it in process."""
+async def serve_in_process(settings: Settings, factory=fake_factory, wait_loaded: bool = True):
+    """Run the app's lifespan and yield (app, client) talking to it in process; by default once
+    every bundle has loaded or failed (the lifespan itself returns while they load)."""
     app = create_app(settings, factory)
     async with app.router.lifespan_context(app):
+        if wait_loaded:
+            await app.state.berth.wait_loaded()
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://berth") as client:
             yield app, client
