@@ -149,10 +149,12 @@ def squad_exact(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def squad_f1(prediction: str, gold: str) -> float:
+def squad_f1(prediction: str, gold: str, *, v2: bool = False) -> float:
+    """Token F1 after normalization, as the official scripts compute it. They differ on an
+    answer that normalizes to nothing ("the", "."): v1.1 scores it 0 against anything, empty
+    gold included (no common token); v2.0 scores empty against empty as 1 (its no-answer case)."""
     pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    # v2: an empty answer only matches an empty answer.
-    if not pred_tokens or not gold_tokens:
+    if v2 and (not pred_tokens or not gold_tokens):
         return float(pred_tokens == gold_tokens)
     common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if not common:
@@ -164,8 +166,11 @@ def squad_f1(prediction: str, gold: str) -> float:
 def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
     """EM and F1 ×100, max over each question's gold answers; an empty gold list means no answer.
 
-    A question without a prediction counts as answered wrongly (as the official script does).
+    A set with an unanswerable question is scored by the v2.0 rules (empty answer = abstain),
+    any other by v1.1's, so each figure is what that version's official script prints. A
+    question without a prediction counts as answered wrongly (as the official script does).
     """
+    v2 = any(not answers for answers in golds.values())
     em = f1 = 0.0
     for qid, answers in golds.items():
         answers = answers or [""]
@@ -173,6 +178,6 @@ def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> di
         if pred is None:
             continue
         em += max(squad_exact(pred, a) for a in answers)
-        f1 += max(squad_f1(pred, a) for a in answers)
+        f1 += max(squad_f1(pred, a, v2=v2) for a in answers)
     n = len(golds) or 1
     return {"exact": 100 * em / n, "f1": 100 * f1 / n}

@@ -11,6 +11,8 @@ from model.metrics import (
     multilabel_scores,
     normalize_answer,
     regression_scores,
+    squad_exact,
+    squad_f1,
     squad_scores,
     word_tags,
 )
@@ -93,6 +95,18 @@ def test_squad_v2_no_answer_and_missing_prediction():
     s = squad_scores(preds, golds)
     assert s["exact"] == pytest.approx(100 / 3)
     assert s["f1"] == pytest.approx(100 / 3)
+
+
+def test_squad_answers_that_normalize_to_nothing_follow_each_official_script():
+    # "the" and "." normalize to "". evaluate-v1.1.py: f1 counts common tokens, none -> 0; EM
+    # compares the normalized strings -> 1. evaluate-v2.0.py: empty vs empty -> F1 1.
+    assert squad_f1("the", ".") == 0.0 and squad_exact("the", ".") == 1.0
+    assert squad_f1("the", ".", v2=True) == 1.0
+    assert squad_f1("the", "Paris", v2=True) == 0.0 and squad_f1("Paris", "the") == 0.0
+    v11 = squad_scores({"q1": "the", "q2": "paris"}, {"q1": ["."], "q2": ["Paris"]})
+    assert v11 == {"exact": 100.0, "f1": 50.0}  # an all-answerable set: the v1.1 rules
+    v20 = squad_scores({"q1": "the", "q2": ""}, {"q1": ["."], "q2": []})
+    assert v20 == {"exact": 100.0, "f1": 100.0}  # an unanswerable question: the v2.0 rules
 
 
 def test_word_tags_from_character_spans():
