@@ -7,9 +7,13 @@ from model.data import DataFormatError, TextExample, TokenExample
 IOB_ORDER = {"O": 0, "B": 1, "I": 2}
 
 
-def labels_of_examples(task: str, examples: list) -> list[str]:
-    """Sorted label names: classes (classify) or IOB2 tags (ner), O first then by type."""
+def labels_of_examples(task: str, examples: list, order: tuple[str, ...] | None = None) -> list[str]:
+    """Label names: classes (classify) or IOB2 tags (ner), O first then by type. Classes come in
+    `order` when the format has one (SST-5's very negative ... very positive, so ids follow the
+    scale) and sorted by name otherwise."""
     seen = {x for ex in examples for x in _labels(task, ex)}
+    if task == "classify" and order is not None and seen <= set(order):
+        return [label for label in order if label in seen]
     if task == "ner":
         seen.add("O")
         return sorted(seen, key=lambda t: (t != "O", t[2:], IOB_ORDER.get(t[:1], 3)))

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model.batching import collate, length_bucketed_batches
-from model.data import read_examples
+from model.data import label_order, read_examples
 from model.evaluate import MAIN_METRIC, evaluate
 from model.features import encode_classify, encode_ner, encode_qa
 from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer, save_checkpoint
@@ -171,7 +171,7 @@ def _read_data(cfg: TrainConfig) -> tuple[list, list, list[str] | None, str | No
             train_examples = [_as_float(ex) for ex in train_examples]
             dev_examples = [_as_float(ex) for ex in dev_examples]
         else:
-            labels = labels_of_examples("classify", train_examples)
+            labels = labels_of_examples("classify", train_examples, label_order(cfg.format))
     elif cfg.task == "ner":
         labels = labels_of_examples("ner", train_examples)
     if labels and problem_type != "regression":

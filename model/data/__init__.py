@@ -29,8 +29,17 @@ FORMATS: dict[str, str] = {
 
 __all__ = [
     "FORMATS", "Answer", "DataFormatError", "QAExample", "TextExample", "TokenExample",
-    "guess_format", "read_examples",
+    "guess_format", "label_order", "read_examples",
 ]
+
+
+def label_order(fmt: str) -> tuple[str, ...] | None:
+    """The natural order of a format's class names (an ordinal scale), or None: sort them."""
+    if fmt in ("sst2", "sst5"):
+        from model.data.sst import SST2_LABELS, SST5_LABELS
+
+        return SST2_LABELS if fmt == "sst2" else SST5_LABELS
+    return None
 
 
 def guess_format(task: str, path: str | Path) -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from model.data import DataFormatError, guess_format, read_examples
+from model.data import DataFormatError, guess_format, label_order, read_examples
 from model.labels import check_known_labels, labels_of_examples
 
 
@@ -24,6 +24,19 @@ def test_sst_views(tmp_path):
     assert sst2[2].source == f"{path}:4"
     sst5 = read_examples(path, "sst5", "classify")
     assert [e.label for e in sst5] == ["very negative", "negative", "neutral", "positive", "very positive"]
+
+
+def test_sst5_label_ids_follow_the_scale_other_formats_sort(tmp_path):
+    # Alphabetical order gave SST-5 ids negative=0 ... very positive=4, off the sentiment scale.
+    path = _write(tmp_path, "sst.txt", "3 ||| nice\n0 ||| awful\n4 ||| superb\n2 ||| fine\n1 ||| meh\n")
+    sst5 = read_examples(path, "sst5", "classify")
+    assert labels_of_examples("classify", sst5, label_order("sst5")) == [
+        "very negative", "negative", "neutral", "positive", "very positive"]
+    assert labels_of_examples("classify", sst5[:2], label_order("sst5")) == ["very negative", "positive"]
+    jsonl = _write(tmp_path, "d.jsonl", '{"text": "a", "label": "zeta"}\n{"text": "b", "label": "alpha"}\n')
+    examples = read_examples(jsonl, "jsonl", "classify")
+    assert label_order("jsonl") is None
+    assert labels_of_examples("classify", examples, label_order("jsonl")) == ["alpha", "zeta"]
 
 
 @pytest.mark.parametrize("line, message", [
