@@ -8,8 +8,12 @@ embed_interactive, embed_bulk, classify, classify_bulk, ner_documents, qa (loadt
 User classes: `ClosedLoopUser` sends its next request as soon as the last one returns;
 `FixedRateUser` paces requests so all users together offer `--target-rps` (an open model as
 long as there are enough users to absorb the latency; late starts are counted and reported).
-The server's `x-queue-time-ms` / `x-inference-time-ms` headers are recorded as locust requests
-of type "server", so they appear in the CSV and HTML reports beside the client latencies.
+Requests carry `Authorization: Bearer <key>` when BERTH_LT_API_KEY (set by `loadtest.run
+--api-key`) or, without it, BERTH_API_KEY is non-empty.
+The server's `x-queue-time-ms` / `x-inference-time-ms` headers are recorded per scenario beside
+locust's stats, not as locust requests (locust's tables and "Aggregated" row hold the client
+requests only): their p50 goes into the summary, and with `--csv PREFIX` the per-scenario
+percentiles into PREFIX_server_timing.csv (and the summary file's "server_timing").
 At exit, the failure ratio and p95 are checked against `--max-fail-ratio` / `--max-p95-ms` and
 the process exit code is set, so a run can gate CI. Single-process runs only (the text and
 timing counters are per process).
@@ -17,21 +21,44 @@ timing counters are per process).
 
 from __future__ import annotations
 
+import csv
 import functools
 import itertools
 import json
+import math
+import os
 import time
 from pathlib import Path
 
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, constant, events, stats, task
 
 from loadtest.scenarios import SCENARIOS, Cursors, Scenario, get_scenario
-from loadtest.summary import Summary, Thresholds, exit_code
+from loadtest.summary import Summary, Thresholds, exit_code, percentile
 from loadtest.texts import DATA_DIR, TextPools
 
-SERVER_TIMING = "server"  # request_type of the header metrics; left out of the gated summary
+SERVER_TIMINGS = (("x-queue-time-ms", "queue"), ("x-inference-time-ms", "inference"))
 _worker_ids = itertools.count()
 _counters = {"texts": 0, "late_starts": 0}
+# (scenario name, "queue" | "inference") -> {ms at 0.1 ms resolution: count}
+_server_timing: dict[tuple[str, str], dict[float, int]] = {}
+
+
+def _api_key() -> str:
+    """The key the users send: loadtest.run's BERTH_LT_API_KEY (even empty), else BERTH_API_KEY."""
+    key = os.environ.get("BERTH_LT_API_KEY")
+    return os.environ.get("BERTH_API_KEY", "") if key is None else key
+
+
+def _record_server_timing(name: str, timing: str, header: str) -> None:
+    try:
+        value = float(header)
+    except ValueError:
+        return
+    if not math.isfinite(value) or value < 0:
+        return
+    histogram = _server_timing.setdefault((name, timing), {})
+    key = round(value, 1)
+    histogram[key] = histogram.get(key, 0) + 1
 
 
 @events.init_command_line_parser.add_listener
@@ -101,12 +128,16 @@ class BerthUser(FastHttpUser):
         self.worker = next(_worker_ids)
         self.cursors = Cursors.for_worker(_pools(options.data_dir), self.worker)
         self.scenarios = itertools.cycle(_selected(options.scenario))
+        key = _api_key()
+        self.headers = {"Authorization": f"Bearer {key}"} if key else None
 
     @task
     def request(self) -> None:
         scenario = next(self.scenarios)
         body = scenario.body(self.cursors)
-        with self.client.post(scenario.path, json=body, name=scenario.name, catch_response=True) as resp:
+        with self.client.post(
+            scenario.path, json=body, name=scenario.name, headers=self.headers, catch_response=True
+        ) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:200]}")
                 return
@@ -118,17 +149,10 @@ class BerthUser(FastHttpUser):
                 resp.failure(problem)
                 return
             _counters["texts"] += scenario.texts_per_request
-            for header, label in (("x-queue-time-ms", "queue"), ("x-inference-time-ms", "inference")):
+            for header, timing in SERVER_TIMINGS:
                 value = resp.headers.get(header)
                 if value is not None:
-                    events.request.fire(
-                        request_type=SERVER_TIMING,
-                        name=f"{scenario.name} {label}",
-                        response_time=float(value),
-                        response_length=0,
-                        exception=None,
-                        context={},
-                    )
+                    _record_server_timing(scenario.name, timing, value)
 
 
 class ClosedLoopUser(BerthUser):
@@ -154,26 +178,66 @@ class FixedRateUser(BerthUser):
 
 
 def summarize(environment) -> Summary:
-    """The run's summary from locust's stats, client latencies of real requests only."""
+    """The run's summary: client latencies from locust's stats, server timings from the headers."""
     latency: dict[float, int] = {}
     queue: dict[float, int] = {}
     inference: dict[float, int] = {}
     failures = 0
     names = []
-    for (name, method), entry in environment.stats.entries.items():
-        if method == SERVER_TIMING:
-            target = queue if name.endswith(" queue") else inference
-        else:
-            target = latency
-            failures += entry.num_failures
-            names.append(name)
+    for (name, _method), entry in environment.stats.entries.items():
+        failures += entry.num_failures
+        names.append(name)
         for value, count in entry.response_times.items():
+            latency[value] = latency.get(value, 0) + count
+    for (_name, timing), histogram in _server_timing.items():
+        target = queue if timing == "queue" else inference
+        for value, count in histogram.items():
             target[value] = target.get(value, 0) + count
     total = environment.stats.total
     duration = max(0.0, (total.last_request_timestamp or total.start_time) - total.start_time)
     return Summary.from_histogram(
         "+".join(sorted(names)) or "none", latency, failures, _counters["texts"], duration, queue, inference
     )
+
+
+def server_timing_rows() -> list[dict[str, object]]:
+    """Per scenario and timing (queue, inference): count and percentiles of the header values."""
+    rows = []
+    for (name, timing), histogram in sorted(_server_timing.items()):
+        count = sum(histogram.values())
+        rows.append(
+            {
+                "name": name,
+                "timing": timing,
+                "count": count,
+                "p50_ms": percentile(histogram, 0.50),
+                "p95_ms": percentile(histogram, 0.95),
+                "p99_ms": percentile(histogram, 0.99),
+                "max_ms": max(histogram),
+                "mean_ms": round(sum(v * c for v, c in histogram.items()) / count, 3),
+            }
+        )
+    return rows
+
+
+def _write_server_timing_csv(path: Path, rows: list[dict[str, object]]) -> None:
+    fields = ["name", "timing", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_final_stats_csv(environment, prefix: str) -> None:
+    """Rewrite locust's PREFIX_stats.csv / _failures.csv from the final stats.
+
+    locust's CSV writer refreshes them once a second and does not write again at exit, so the
+    files would miss the last second of requests (their "Aggregated" row short of the count).
+    """
+    writer = stats.StatsCSV(environment, stats.PERCENTILES_TO_REPORT)
+    for suffix, write in (("_stats.csv", writer.requests_csv), ("_failures.csv", writer.failures_csv)):
+        with open(f"{prefix}{suffix}", "w", newline="", encoding="utf-8") as f:
+            write(csv.writer(f))
 
 
 @events.quitting.add_listener
@@ -191,7 +255,16 @@ def _gate(environment, **_kwargs) -> None:
         )
     for violation in violations:
         print(f"berth threshold broken | {violation}")
+    timing_rows = server_timing_rows()
+    if getattr(options, "csv_prefix", None):
+        _write_final_stats_csv(environment, options.csv_prefix)
+        _write_server_timing_csv(Path(f"{options.csv_prefix}_server_timing.csv"), timing_rows)
     if options.summary_file:
-        payload = {**summary.to_dict(), "violations": violations, "late_starts": _counters["late_starts"]}
+        payload = {
+            **summary.to_dict(),
+            "violations": violations,
+            "late_starts": _counters["late_starts"],
+            "server_timing": timing_rows,
+        }
         Path(options.summary_file).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     environment.process_exit_code = exit_code(violations)
