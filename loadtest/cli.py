@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--classify-model", default="sentiment", help="classification bundle (default sentiment)"
     )
     bench.add_argument(
+        "--embed-checkpoint",
+        type=Path,
+        default=None,
+        help="torch checkpoint for the naive embed baseline (default: the bundle's source)",
+    )
+    bench.add_argument(
         "--classify-checkpoint",
         type=Path,
         default=None,

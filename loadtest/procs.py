@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 600.0) -> None:
-    """Poll GET {url}/readyz until 200; fail early if the process died."""
+    """Poll GET {url}/readyz until 200; fail early if the process died, or if berth says it
+    finished loading and still cannot serve (no bundle, a configured default failed)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -33,10 +34,22 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 600.0) -> No
             with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
                 if resp.status == 200:
                     return
+        except urllib.error.HTTPError as exc:
+            message = _error_message(exc)
+            if exc.code == 503 and message and "loading" not in message:
+                raise RuntimeError(f"{url}/readyz: {message}") from None
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url}/readyz not ready after {timeout_s:.0f} s")
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str | None:
+    """berth's error message from a /readyz answer (None for another server's body)."""
+    try:
+        return str(json.loads(exc.read())["error"]["message"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
 
 from loadtest.procs import REPO, berth_serve, client_command, free_port, parse_client_output, rss_mb, server
@@ -31,8 +32,18 @@ def growth_after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> 
     return base, end, (end - base) / base
 
 
+MIN_SOAK_S = 30.0  # enough samples after the warm-up for a growth figure
+
+
 def soak(args: argparse.Namespace) -> int:
     seconds = float(args.soak)
+    if seconds < MIN_SOAK_S:
+        print(f"berth bench: --soak must be at least {MIN_SOAK_S:.0f} s (RSS is sampled every "
+              f"{SAMPLE_EVERY_S:g} s after a warm-up), got {seconds:g}", file=sys.stderr)
+        return 2
+    if not args.models_dir.is_dir() or not any(args.models_dir.glob("*/berth.json")):
+        print(f"berth bench: no bundle (*/berth.json) in --models-dir {args.models_dir}", file=sys.stderr)
+        return 2
     warmup = max(60.0, 0.1 * seconds) if seconds >= 120 else 0.25 * seconds
     port = free_port()
     logs = args.out.parent / "bench-logs"

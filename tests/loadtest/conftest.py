@@ -23,9 +23,19 @@ def _free_port() -> int:
 @pytest.fixture
 def fake_server(request):
     """Start tests/loadtest/fake_server.py; param = extra arguments (e.g. failures)."""
+    yield from _fake_server(request.param)
+
+
+@pytest.fixture
+def fake_server_keyed():
+    """The stand-in server answering 401 without `Authorization: Bearer k-123`."""
+    yield from _fake_server(["--api-key", "k-123"])
+
+
+def _fake_server(extra: list[str]):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.loadtest.fake_server", str(port), *request.param], cwd=REPO
+        [sys.executable, "-m", "tests.loadtest.fake_server", str(port), *extra], cwd=REPO
     )
     url = f"http://127.0.0.1:{port}"
     try:

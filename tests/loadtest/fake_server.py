@@ -1,6 +1,6 @@
 """A stand-in berth server for the load-test tests: the routes' shapes and timing headers, no model.
 
-python -m tests.loadtest.fake_server PORT [--fail-every N] [--delay-ms MS]
+python -m tests.loadtest.fake_server PORT [--fail-every N] [--delay-ms MS] [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 
-def create_app(fail_every: int = 0, delay_ms: float = 0.0) -> FastAPI:
+def create_app(fail_every: int = 0, delay_ms: float = 0.0, api_key: str | None = None) -> FastAPI:
     app = FastAPI()
     calls = {"n": 0}
 
     async def answer(request: Request, key: str, make) -> JSONResponse:
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            return JSONResponse({"error": {"type": "unauthorized", "message": "no key", "param": None}},
+                                status_code=401)
         calls["n"] += 1
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
@@ -65,6 +68,7 @@ if __name__ == "__main__":
     parser.add_argument("port", type=int)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--api-key", help="answer 401 to task requests without this bearer key")
     args = parser.parse_args()
-    app = create_app(args.fail_every, args.delay_ms)
+    app = create_app(args.fail_every, args.delay_ms, args.api_key)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
