@@ -8,8 +8,24 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from export.checkpoint import CheckpointInfo, ExportError, bundle_tokenizer, read_checkpoint
-from export.gate_data import Example, calibration_examples, default_examples, encode, parity_batches
+from export.checkpoint import (
+    CheckpointInfo,
+    ExportError,
+    bundle_tokenizer,
+    check_bundle_name,
+    check_max_length,
+    read_checkpoint,
+)
+from export.gate_data import (
+    CALIBRATION_FILES,
+    DEFAULT_FILES,
+    Example,
+    calibration_examples,
+    check_qa_fits,
+    default_examples,
+    encode,
+    parity_batches,
+)
 from export.parity import (
     DEFAULT_THRESHOLDS,
     GateError,
@@ -75,6 +91,9 @@ def export_bundle(
     refines them); without it the plain graph is the CPU default, as measured in references.md.
     The bundle is built beside its destination and renamed into place only when every gate passed.
     """
+    check_bundle_name(name)  # before any work: "a/b", "", "." or ".x" would escape or hide the bundle
+    if max_length is not None:
+        check_max_length(max_length)
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or "fp32" not in precisions:
         raise ExportError(f"precisions must include fp32 and be among {PRECISIONS}, got {list(precisions)}")
@@ -111,6 +130,12 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
     from export.onnx_export import export_onnx, load_torch_model, torch_outputs
 
     tokenizer = bundle_tokenizer(info.path)
+    examples = list(gate_texts) if gate_texts is not None else default_examples(info.task)
+    if gate_limit is not None:
+        examples = examples[:gate_limit]
+    if info.task == "qa":  # before any work: a question longer than max_length leaves no context
+        check_qa_fits(tokenizer, info, examples,
+                      "gate_texts" if gate_texts is not None else str(DEFAULT_FILES["qa"]))
     tokenizer.save(str(work / TOKENIZER_NAME))
     wrapper = load_torch_model(info)
     export_onnx(wrapper, info, work / FILES["fp32"])
@@ -122,10 +147,6 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
         log.info("%s: no offline fusion applies (no attention); the bundle has plain graphs only",
                  info.model_type)
     graphs = (("plain", ""), ("fused", "-fused")) if fusable else (("plain", ""),)
-
-    examples = list(gate_texts) if gate_texts is not None else default_examples(info.task)
-    if gate_limit is not None:
-        examples = examples[:gate_limit]
 
     def reference(batches):
         return [torch_outputs(wrapper, info, b.feeds) for b in batches]
@@ -151,10 +172,26 @@ def _build(info: CheckpointInfo, name: str, work: Path, precisions: Sequence[str
     full = encode(tokenizer, info, examples) if ("int8" in precisions or "fp16" in precisions) else []
     full_ref = reference(full) if full else []
     if "int8" in precisions:
-        for graph, suffix in graphs:
+        for graph, suffix in graphs:  # plain first: it is the CPU default, the fused one an extra
             key = f"int8{suffix}"
-            variants[key] = _int8_variant(info, work, key, f"fp32{suffix}", graph, recipes, full, full_ref,
-                                          limits, threads, fused_ops if graph == "fused" else {})
+            try:
+                ops = fused_ops if graph == "fused" else {}
+                variants[key] = _int8_variant(info, work, key, f"fp32{suffix}", graph, recipes, full,
+                                              full_ref, limits, threads, ops)
+            except GateError as exc:
+                if graph != "fused":
+                    raise
+                # The plain int8 graph passed: ship it without the fused one rather than refuse
+                # the bundle (`berth models` would then fall back to fp32 only).
+                (work / FILES[key]).unlink(missing_ok=True)
+                plain = variants["int8"]
+                variants["int8"] = plain.model_copy(update={"details": {
+                    **plain.details,
+                    "int8_fused": f"not shipped: {FILES[key]} failed its gate with every recipe "
+                                  f"({exc}); the plain int8 graph passed",
+                    "int8_fused_recipes_tried": getattr(exc, "tried", []),
+                }})
+                log.warning("%s: shipping int8 without %s: %s", info.path, FILES[key], exc)
     if "fp16" in precisions:
         variants["fp16"] = _fp16_variant(info, work, full, full_ref, limits, fused_ops, graphs[-1][0])
 
@@ -190,7 +227,10 @@ def _int8_variant(info: CheckpointInfo, work: Path, key: str, src: str, graph: s
     for recipe in recipes:
         if recipe.smooth_alpha is not None and calibration is None:
             tokenizer = bundle_tokenizer(info.path)
-            calibration = [b.feeds for b in encode(tokenizer, info, calibration_examples(info.task))]
+            examples = calibration_examples(info.task)
+            if info.task == "qa":
+                check_qa_fits(tokenizer, info, examples, str(CALIBRATION_FILES["qa"]))
+            calibration = [b.feeds for b in encode(tokenizer, info, examples)]
         details = quantize_int8(work / FILES[src], work / FILES[key], recipe, calibration)
         run = session_runner(session(work / FILES[key], threads))
         figures = task_agreement(info.task, info.problem_type, batches, reference, run_all(run, batches))
@@ -205,7 +245,9 @@ def _int8_variant(info: CheckpointInfo, work: Path, key: str, src: str, graph: s
         return Variant(file=FILES[key], precision="int8", graph=graph, parity=figures, fused_ops=fused_ops,
                        details={**details, "recipes_tried": tried})
     assert error is not None, "no int8 recipe given"
-    raise GateError(f"{error} (after {len(tried)} recipe(s))") from error
+    failure = GateError(f"{error} (after {len(tried)} recipe(s))")
+    failure.tried = tried  # type: ignore[attr-defined]
+    raise failure from error
 
 
 def _fp16_variant(info: CheckpointInfo, work: Path, batches, reference, limits: Mapping[str, float],

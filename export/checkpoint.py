@@ -90,30 +90,65 @@ def _first(config: dict[str, Any], *keys: str) -> int:
     raise ExportError(f"config.json has none of {list(keys)}")
 
 
-def _sentence_transformers_layout(ckpt: Path) -> tuple[Pooling | None, bool | None, int | None]:
-    """Pooling mode, normalize and max_seq_length from a sentence-transformers layout, if any."""
+# sentence-transformers module types berth reproduces (matched on the class name, the last
+# component of `type`: sentence-transformers 6 moved them, e.g. `...base.modules.normalize.Normalize`).
+_ST_MODULES = ("Transformer", "Pooling", "Normalize")
+# Pooling modes: sentence-transformers < 6 writes one boolean per mode, >= 6 `pooling_mode`.
+_ST_LEGACY_POOLING = {
+    "pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken",
+}
+_POOLINGS = ("mean", "cls", "max")
+
+
+def _st_pooling(cfg_path: Path) -> Pooling:
+    """The pooling mode of a sentence-transformers Pooling config (either layout)."""
+    cfg = _read_json(cfg_path)
+    if "pooling_mode" in cfg:
+        raw = cfg["pooling_mode"]
+        modes = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else [repr(raw)]
+    else:
+        modes = [mode for key, mode in _ST_LEGACY_POOLING.items() if cfg.get(key)]
+    if len(modes) != 1 or modes[0] not in _POOLINGS:
+        raise ExportError(
+            f"{cfg_path}: berth supports exactly one of mean, cls or max pooling, found "
+            f"{', '.join(map(str, modes)) or 'none'} (pass --pooling to override)"
+        )
+    return modes[0]  # type: ignore[return-value]
+
+
+def _sentence_transformers_layout(
+    ckpt: Path, pooling_override: Pooling | None = None
+) -> tuple[Pooling | None, bool | None, int | None]:
+    """Pooling mode, normalize and max_seq_length from a sentence-transformers layout, if any.
+
+    A module berth does not reproduce (Dense, WordEmbeddings, ...) is refused: dropping it would
+    serve vectors that are not the model's. With `pooling_override` the Pooling config is not read.
+    """
     modules_path = ckpt / "modules.json"
     if not modules_path.is_file():
         return None, None, None
     try:
         modules = json.loads(modules_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"{modules_path}: not readable JSON ({exc})") from exc
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ExportError(f"{modules_path}: expected a JSON list of module objects")
+    unsupported = [str(m.get("type", "")) for m in modules
+                   if str(m.get("type", "")).rsplit(".", 1)[-1] not in _ST_MODULES]
+    if unsupported:
+        raise ExportError(
+            f"{modules_path}: module {unsupported[0]!r} is not supported (berth reproduces only "
+            f"{', '.join(_ST_MODULES)}); exporting without it would serve different vectors"
+        )
     pooling: Pooling | None = None
     normalize = False
     for module in modules:
-        kind = str(module.get("type", ""))
-        if kind.endswith(".Pooling"):
-            cfg = _read_json(ckpt / module.get("path", "") / "config.json")
-            modes = [m for m, key in (("mean", "pooling_mode_mean_tokens"), ("cls", "pooling_mode_cls_token"),
-                                      ("max", "pooling_mode_max_tokens")) if cfg.get(key)]
-            if len(modes) != 1:
-                raise ExportError(
-                    f"{ckpt / module.get('path', '') / 'config.json'}: berth supports exactly one of "
-                    f"mean, cls or max pooling, found {modes or 'none'}"
-                )
-            pooling = modes[0]  # type: ignore[assignment]
-        elif kind.endswith(".Normalize"):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind == "Pooling" and pooling_override is None:
+            pooling = _st_pooling(ckpt / str(module.get("path", "")) / "config.json")
+        elif kind == "Normalize":
             normalize = True
     max_len = None
     st_config = ckpt / "sentence_bert_config.json"
@@ -124,17 +159,84 @@ def _sentence_transformers_layout(ckpt: Path) -> tuple[Pooling | None, bool | No
 
 def _pad_token_id(ckpt: Path, config: dict[str, Any]) -> int:
     """The pad id from the tokenizer's own pad token, falling back to config.json."""
-    from tokenizers import Tokenizer
-
     tok_config = ckpt / "tokenizer_config.json"
     pad = _read_json(tok_config).get("pad_token") if tok_config.is_file() else None
     if isinstance(pad, dict):
         pad = pad.get("content")
     if isinstance(pad, str):
-        token_id = Tokenizer.from_file(str(ckpt / "tokenizer.json")).token_to_id(pad)
+        token_id = load_tokenizer(ckpt).token_to_id(pad)
         if token_id is not None:
             return token_id
     return int(config.get("pad_token_id") or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] + (" ..." if len(text) > 200 else "")
+
+
+def load_tokenizer(ckpt: Path):
+    """The checkpoint's tokenizer.json; ExportError (naming the file) when it cannot be read."""
+    from tokenizers import Tokenizer
+
+    path = Path(ckpt) / "tokenizer.json"
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception for a malformed file
+        raise ExportError(f"{path}: not a readable tokenizer file ({_one_line(exc)})") from exc
+
+
+# The shortest sequence that holds a token: [CLS] token [SEP] (the manifest requires > 2).
+MIN_MAX_LENGTH = 3
+
+
+def check_max_length(max_length: object, source: str = "--max-length") -> int:
+    """`max_length` as given by the user or a checkpoint file: an integer >= 3, else ExportError."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < MIN_MAX_LENGTH:
+        raise ExportError(f"{source}: max_length {max_length!r} must be an integer >= {MIN_MAX_LENGTH} "
+                          "(room for [CLS], one token and [SEP])")
+    return max_length
+
+
+def check_bundle_name(name: object) -> str:
+    """A bundle name is one plain directory name: the service loads `models/<name>/` and skips
+    dot-directories (the exporter's own `.<name>.*.partial` work directories among them)."""
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
+            or "\0" in name):
+        raise ExportError(f"--name {name!r}: a bundle name must be a single directory name "
+                          "(not empty, no '/', not starting with '.')")
+    return name
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape from a safetensors header, without loading any weights."""
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size < 100_000_000:
+                raise ValueError(f"header size {size}")
+            header = json.loads(f.read(size))
+        return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ExportError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from exc
+
+
+def _check_head_size(path: Path, task: str, labels: list[str] | None) -> None:
+    """The head's output size must match id2label (2 for qa), else transformers fails mid-load."""
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return  # pytorch_model.bin: load_torch_model reports a mismatch
+    shapes = _safetensors_shapes(weights)
+    keys = ("qa_outputs.weight",) if task == "qa" else ("classifier.out_proj.weight", "classifier.weight")
+    key = next((k for k in keys if k in shapes), None)
+    if key is None or not shapes[key]:
+        return
+    expected = 2 if task == "qa" else len(labels or [])
+    found = shapes[key][0]
+    if found != expected:
+        what = "start/end logits" if task == "qa" else f"labels in {path / 'config.json'} id2label"
+        raise ExportError(f"{weights}: the {task} head {key} has {found} outputs (shape {shapes[key]}), "
+                          f"but there are {expected} {what}")
 
 
 def read_checkpoint(
@@ -146,6 +248,8 @@ def read_checkpoint(
 ) -> CheckpointInfo:
     """Validate a checkpoint directory for `task`; explicit arguments override what it declares."""
     path = Path(path)
+    if max_length is not None:
+        check_max_length(max_length)
     if task not in TASKS:
         raise ExportError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if not path.is_dir():
@@ -165,6 +269,7 @@ def read_checkpoint(
         )
     if not any((path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
         raise ExportError(f"{path}: no model.safetensors (or pytorch_model.bin) with the weights")
+    load_tokenizer(path)
 
     labels: list[str] | None = None
     problem_type: ProblemType | None = None
@@ -191,8 +296,11 @@ def read_checkpoint(
         if raw not in _PROBLEM_TYPES:
             raise ExportError(f"{config_path}: problem_type {raw!r} is not one of {sorted(_PROBLEM_TYPES)}")
         problem_type = _PROBLEM_TYPES[raw]
+    if task in _HEAD_SUFFIX:
+        _check_head_size(path, task, labels)
 
-    st_pooling, st_normalize, st_max = _sentence_transformers_layout(path)
+    st_pooling, st_normalize, st_max = _sentence_transformers_layout(
+        path, pooling if task == "embed" else None)
     if task == "embed":
         pooling = pooling or st_pooling or "mean"
         if normalize is None:
@@ -209,9 +317,17 @@ def read_checkpoint(
     # The length a `berth train` head was fine-tuned at, when the checkpoint says so.
     trained = path / "berth_train.json"
     train_max = _read_json(trained).get("args", {}).get("max_length") if trained.is_file() else None
-    declared = (max_length or st_max or train_max
-                or (tok_max if isinstance(tok_max, int) and tok_max < 100_000 else None))
+    declared: object = None
+    for value, source in ((max_length, "--max-length"), (st_max, path / "sentence_bert_config.json"),
+                          (train_max, trained), (tok_max, tok_config)):
+        if value is None or (source == tok_config and (not isinstance(value, int) or value >= 100_000)):
+            continue  # tokenizers without a limit say so with a huge model_max_length
+        declared = check_max_length(value, f"{source} (max length)" if source != "--max-length" else source)
+        break
     resolved_max = min(int(declared or positions), positions)
+    if resolved_max < MIN_MAX_LENGTH:
+        raise ExportError(f"{config_path}: max_position_embeddings leaves {resolved_max} positions, "
+                          f"fewer than {MIN_MAX_LENGTH}")
 
     return CheckpointInfo(
         path=path,
@@ -236,9 +352,7 @@ def read_checkpoint(
 
 def bundle_tokenizer(path: Path):
     """The checkpoint's tokenizer with padding and truncation turned off (the service pads per batch)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    tokenizer = load_tokenizer(Path(path))
     # sentence-transformers ships all-MiniLM-L6-v2 with padding to 128 and truncation baked in.
     tokenizer.no_padding()
     tokenizer.no_truncation()

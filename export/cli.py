@@ -49,15 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from export.checkpoint import ExportError, check_bundle_name, check_max_length
     from service.cli import require_extra
 
+    # Arguments first, in one line, before torch is imported or anything is written.
+    try:
+        check_bundle_name(args.name)
+        if args.max_length is not None:
+            check_max_length(args.max_length)
+    except ExportError as exc:
+        print(f"berth export: {exc}", file=sys.stderr)
+        return 2
     require_extra("torch", "train")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # onnxruntime's quantizer logs every tensor at INFO on the root logger.
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("export").setLevel(logging.INFO)
     from export.bundle import export_bundle
-    from export.checkpoint import ExportError
+    from export.parity import GateError
 
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -72,9 +81,12 @@ def _export(args: argparse.Namespace) -> int:
         path = export_bundle(checkpoint, args.task, args.name, args.out, precisions,
                              gate_limit=args.gate_limit, pooling=args.pooling, max_length=args.max_length,
                              quick_bench=not args.no_bench, overwrite=args.overwrite, threads=args.threads)
-    except ExportError as exc:
+    except GateError as exc:  # the export ran and a variant failed its gate
         print(f"berth export: {exc}", file=sys.stderr)
         return 1
+    except ExportError as exc:  # the checkpoint or an argument cannot be exported
+        print(f"berth export: {exc}", file=sys.stderr)
+        return 2
     _print_summary(path)
     return 0
 
@@ -96,10 +108,11 @@ def _bench(args: argparse.Namespace) -> int:
 
     try:
         shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes.split(",")]
-        if any(len(s) != 2 for s in shapes):
+        if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
             raise ValueError
     except ValueError:
-        print(f"berth bench-model: --shapes must look like 1x16,8x64, got {args.shapes!r}", file=sys.stderr)
+        print(f"berth bench-model: --shapes must look like 1x16,8x64 (batch and length >= 1), "
+              f"got {args.shapes!r}", file=sys.stderr)
         return 2
     try:
         results = bench_bundle(args.bundle, shapes, threads=args.threads, seconds=args.seconds,

@@ -119,6 +119,24 @@ def _encoder(tokenizer, info: CheckpointInfo):
     return tok
 
 
+def check_qa_fits(tokenizer, info: CheckpointInfo, examples: Sequence[Example], source: str) -> None:
+    """Every (question, context) pair must leave room for context within max_length: only the
+    context is truncated, and the tokenizer fails on a question that fills the window by itself."""
+    questions = [ex[0] for ex in examples if isinstance(ex, tuple) and ex]
+    if not questions:
+        return
+    specials = tokenizer.num_special_tokens_to_add(True)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(questions, add_special_tokens=False)]
+    need = max(lengths) + specials + 1  # the longest question, the special tokens, one context token
+    if need > info.max_length:
+        index = next(i for i, n in enumerate(lengths) if n + specials + 1 > info.max_length)
+        raise ExportError(
+            f"{source}: question {index + 1} ({questions[index][:40]!r}) takes {lengths[index]} tokens "
+            f"+ {specials} special tokens, leaving no room for its context in max_length "
+            f"{info.max_length}; qa needs max_length >= {need} for these questions (--max-length)"
+        )
+
+
 def encode(tokenizer, info: CheckpointInfo, examples: Sequence[Example], batch_size: int = 32) -> list[Batch]:
     """Tokenize and right-pad `examples` into batches in their given order."""
     tok = _encoder(tokenizer, info)

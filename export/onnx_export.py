@@ -81,21 +81,35 @@ class SpanModel(_Encoder):
         return out.start_logits, out.end_logits
 
 
+def _unused_weight(key: str, task: str) -> bool:
+    """Weights the exported graph never uses, so a checkpoint may lack them: position_ids (a
+    buffer), and for embed the pooler that AutoModel builds but EmbedModel never calls (raw
+    RoBERTa, *ForMaskedLM and berth's ner/qa checkpoints are saved without one)."""
+    return "position_ids" in key or (task == "embed" and key.split(".")[0] == "pooler")
+
+
 def load_torch_model(info: CheckpointInfo) -> nn.Module:
     """The task wrapper around the checkpoint, in eval mode, with eager attention.
 
     With transformers >= 5 the default SDPA attention leaves the ORT optimizer nothing to fuse
     (0 of 6 Attention on MiniLM), so the export always loads the eager implementation.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model, loading = _auto_class(info.task).from_pretrained(
-            str(info.path), output_loading_info=True, **attention_kwargs(info.model_type, "eager")
-        )
-    missing = [k for k in loading.get("missing_keys", []) if "position_ids" not in k]
+    weights = info.path / ("model.safetensors" if (info.path / "model.safetensors").is_file()
+                           else "pytorch_model.bin")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, loading = _auto_class(info.task).from_pretrained(
+                str(info.path), output_loading_info=True, **attention_kwargs(info.model_type, "eager")
+            )
+    except (RuntimeError, ValueError, OSError) as exc:  # e.g. a head whose size is not id2label's
+        text = " ".join(str(exc).split())
+        raise ExportError(f"{weights}: transformers could not load the checkpoint for task "
+                          f"{info.task!r}: {text[:300]}") from exc
+    missing = [k for k in loading.get("missing_keys", []) if not _unused_weight(k, info.task)]
     if missing:
         raise ExportError(
-            f"{info.path / 'model.safetensors'}: weights missing for task {info.task!r}: "
+            f"{weights}: weights missing for task {info.task!r}: "
             f"{', '.join(sorted(missing)[:5])}{' ...' if len(missing) > 5 else ''}"
         )
     model.eval()
