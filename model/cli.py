@@ -95,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-length", type=int, help="default: the value the checkpoint was trained with")
     ev.add_argument("--doc-stride", type=int, help="qa (default: the value it was trained with)")
     ev.add_argument("--batch-size", type=int, default=64)
-    ev.add_argument("--threshold", type=float, default=0.5)
+    ev.add_argument("--threshold", type=float,
+                    help="multi-label decision threshold (default: the one it was trained with, else 0.5)")
     ev.add_argument("--threads", type=int)
     ev.add_argument("--attack", choices=("typos",),
                     help="also score the data under a character attack and report the relative drop")
@@ -117,6 +118,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if not args.dev:
         print(f"berth train {args.task}: --dev is required", file=sys.stderr)
+        return 2
+    if args.max_minutes is not None:
+        print(f"berth train {args.task}: --max-minutes is only for mlm", file=sys.stderr)
         return 2
     try:
         parse_augment(args.augment)
@@ -141,7 +145,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         summary = train(cfg, log=lambda msg: print(msg, flush=True))
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"berth train: {exc}", file=sys.stderr)
+        print(f"berth train {args.task}: {exc}", file=sys.stderr)
         return 2
     print(f"best {summary['metric']} {summary['best']:.4f} at epoch {summary['best_epoch']}; "
           f"{summary['train_seconds']:.0f} s training; checkpoint in {args.out}")
@@ -168,16 +172,16 @@ def _eval(args: argparse.Namespace) -> int:
     summary_file = Path(args.checkpoint) / SUMMARY_NAME
     if summary_file.is_file():
         trained = json.loads(summary_file.read_text())["args"]
-    fmt = args.format or trained.get("format") or guess_format(args.task, args.data)
+    fmt = args.format or _eval_format(args.task, args.data, trained.get("format"), guess_format)
     try:
         model, tokenizer = load_checkpoint(args.checkpoint, args.task)
         examples = read_examples(args.data, fmt, args.task)
         if args.task != "qa" and model.config.problem_type != "regression":
             check_known_labels(args.task, examples, labels_of(model), what="evaluation")
         options = dict(
-            max_length=args.max_length or trained.get("max_length") or DEFAULT_MAX_LENGTH[args.task],
-            doc_stride=args.doc_stride or trained.get("doc_stride") or 64,
-            batch_size=args.batch_size, threshold=args.threshold,
+            max_length=_first_set(args.max_length, trained.get("max_length"), DEFAULT_MAX_LENGTH[args.task]),
+            doc_stride=_first_set(args.doc_stride, trained.get("doc_stride"), 64),
+            batch_size=args.batch_size, threshold=_first_set(args.threshold, trained.get("threshold"), 0.5),
         )
         metrics = evaluate(args.task, model, tokenizer, examples, **options)
         if args.attack:
@@ -206,6 +210,28 @@ def _attacked(args: argparse.Namespace, model, tokenizer, examples: list, clean:
 
 def _or(value, default):
     return default if value is None else value
+
+
+def _first_set(*values):
+    """The first value that is not None (0 is a value)."""
+    return next((v for v in values if v is not None), None)
+
+
+# What guess_format answers for a file name that says nothing about its format.
+_GENERIC_FORMAT = {"classify": "multilabel", "ner": "conll", "qa": "squad"}
+_FAMILIES = ({"sst2", "sst5"},)
+
+
+def _eval_format(task: str, data: str, trained: str | None, guess_format) -> str:
+    """The data file's format: what its name or extension says (a .jsonl file is JSON lines
+    whatever the model was trained on), else the trained format, else the task's default.
+    A name that only names the family (`sst` for sst2/sst5) keeps the trained view."""
+    guessed = guess_format(task, data)
+    if trained is None:
+        return guessed
+    if guessed == _GENERIC_FORMAT.get(task) or any({guessed, trained} <= f for f in _FAMILIES):
+        return trained
+    return guessed
 
 
 def _pretrain(args: argparse.Namespace) -> int:

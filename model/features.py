@@ -119,9 +119,11 @@ def encode_qa(
         # The overlap must leave room for the window to advance past the question and specials.
         raise ValueError(f"doc_stride ({doc_stride}) must be at least 0 and under half of "
                          f"max_length ({max_length})")
+    questions = [ex.question.lstrip() for ex in examples]  # leading spaces only waste window room
+    check_question_lengths(tokenizer, examples, questions, max_length, doc_stride)
     # Question first, as BERT was trained on; every berth model pads on the right.
     enc = tokenizer(
-        [ex.question.lstrip() for ex in examples],  # leading spaces only waste window room
+        questions,
         [ex.context for ex in examples],
         truncation="only_second",
         max_length=max_length,
@@ -145,6 +147,27 @@ def encode_qa(
         features.append(feature)
         windows.append(QAWindow(example_index=ex_index, offsets=offsets))
     return features, windows
+
+
+def check_question_lengths(tokenizer, examples: list[QAExample], questions: list[str], max_length: int,
+                           doc_stride: int) -> None:
+    """Refuse a question that leaves a window no more context tokens than `doc_stride`.
+
+    The question is kept whole in every window, so such a window could never advance (the
+    tokenizer panics, a BaseException, rather than raise). Questions are not truncated: a cut
+    question is a different question; the ValueError names the example and the lengths.
+    """
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = tokenizer(questions, add_special_tokens=False, return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
+    for ex, ids in zip(examples, lengths, strict=True):
+        room = max_length - len(ids) - specials
+        if room <= doc_stride:
+            where = f"{ex.source} (id {ex.id})" if ex.source else f"id {ex.id}"
+            raise ValueError(f"{where}: the question has {len(ids)} tokens, which leaves {room} context "
+                             f"tokens per window of --max-length {max_length} ({specials} special), "
+                             f"not more than --doc-stride {doc_stride}; raise --max-length or lower "
+                             f"--doc-stride")
 
 
 def answer_token_span(example: QAExample, offsets: list[tuple[int, int] | None]) -> tuple[int, int]:

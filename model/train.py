@@ -14,6 +14,7 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -91,10 +92,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     """Train, keep the best epoch by the dev headline metric, write `cfg.out`; returns the summary."""
     import torch
 
+    max_length = check_config(cfg)
     started = time.time()
     set_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    max_length = cfg.max_length or DEFAULT_MAX_LENGTH[cfg.task]
     train_examples, dev_examples, labels, problem_type = _read_data(cfg)
     precision = resolve_precision(cfg.precision)
     tokenizer = load_tokenizer(cfg.base)
@@ -113,10 +114,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
     eval_options = dict(max_length=max_length, batch_size=cfg.eval_batch_size, doc_stride=cfg.doc_stride,
                         threshold=cfg.threshold)
     out = Path(cfg.out)
+    check_out(out)  # again: it may have appeared while the data was read
+    remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     epochs, best = [], None
+    previous_handler = _terminate_like_interrupt()
     try:
         for epoch in range(1, cfg.epochs + 1):
             noise = {}
@@ -152,7 +156,113 @@ def train(cfg: TrainConfig, log=print) -> dict:
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     return summary
+
+
+def check_config(cfg: TrainConfig) -> int:
+    """Refuse settings that would crash or waste the run, before any data is read; each
+    ValueError names the command-line option (`berth train` prints it as one line). Returns the
+    max length to train at: `cfg.max_length`, else the task's default capped at what the base's
+    position embeddings allow."""
+    if cfg.epochs is None or cfg.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, not {cfg.epochs}")
+    if cfg.batch_size is None or cfg.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, not {cfg.batch_size}")
+    if cfg.eval_batch_size is None or cfg.eval_batch_size < 1:
+        raise ValueError(f"--eval-batch-size must be at least 1, not {cfg.eval_batch_size}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ValueError(f"--threads must be at least 1, not {cfg.threads}")
+    if not cfg.lr > 0:
+        raise ValueError(f"--lr must be above 0, not {cfg.lr}")
+    if not 0.0 < cfg.layer_lr_decay <= 1.0:
+        raise ValueError(f"--layer-lr-decay must be in (0, 1], not {cfg.layer_lr_decay}")
+    max_length = cfg.max_length or DEFAULT_MAX_LENGTH[cfg.task]
+    least = MIN_MAX_LENGTH_QA if cfg.task == "qa" else MIN_MAX_LENGTH
+    if cfg.max_length is not None and cfg.max_length < least:
+        raise ValueError(f"--max-length must be at least {least} for {cfg.task}, not {cfg.max_length}")
+    config = Path(cfg.base) / "config.json"
+    if not config.is_file():
+        raise ValueError(f"--base must be a checkpoint directory with a config.json; {cfg.base} has none")
+    try:
+        usable = usable_positions(json.loads(config.read_text()))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--base must be a checkpoint directory with a readable config.json: "
+                         f"{config}: {exc}") from None
+    if cfg.max_length is None and usable is not None:
+        max_length = min(max_length, usable)
+    if usable is not None and max_length > usable:
+        raise ValueError(f"--max-length must be at most {usable}, the positions {cfg.base} has, "
+                         f"not {max_length}")
+    if cfg.task == "qa" and not 0 <= cfg.doc_stride < max_length // 2:
+        raise ValueError(f"--doc-stride must be at least 0 and under half of --max-length ({max_length}), "
+                         f"not {cfg.doc_stride}")
+    check_out(Path(cfg.out))
+    return max_length
+
+
+MIN_MAX_LENGTH = 3  # [CLS] [SEP] and one token: 1 would disable truncation, 2 trains on specials only
+MIN_MAX_LENGTH_QA = 8  # [CLS] question [SEP] context [SEP], some room for each
+
+
+def usable_positions(config: dict) -> int | None:
+    """The longest input a checkpoint's position embeddings allow, as export/checkpoint.py
+    computes it: max_position_embeddings, less padding_idx + 1 for RoBERTa-style models."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    if config.get("model_type") in ("roberta", "xlm-roberta"):
+        positions -= int(config.get("pad_token_id", 1)) + 1
+    return positions
+
+
+def check_out(out: Path) -> None:
+    """`out` is replaced whole at the end: refuse one that holds anything but a berth checkpoint."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out must be a new directory or a berth checkpoint; {out} is a file")
+    if (out / SUMMARY_NAME).is_file() or not any(out.iterdir()):
+        return
+    raise ValueError(f"--out must be a new or empty directory or a berth checkpoint; {out} holds other "
+                     f"files (no {SUMMARY_NAME}) and would be replaced")
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Delete `.NAME.partial-PID` siblings of `out` left by runs whose process is gone (killed)."""
+    if not out.parent.is_dir():
+        return
+    for path in out.parent.glob(f".{out.name}.partial-*"):
+        pid = path.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _terminate_like_interrupt():
+    """Make SIGTERM (docker stop, CI timeouts) unwind like Ctrl-C (SystemExit 143), so the partial
+    checkpoint is removed; returns the handler to restore, or None where none can be set (not the
+    main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)  # the status a shell reports for a SIGTERM-killed process
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return previous if previous is not None else signal.SIG_DFL
 
 
 def _read_data(cfg: TrainConfig) -> tuple[list, list, list[str] | None, str | None]:

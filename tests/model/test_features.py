@@ -119,3 +119,19 @@ def test_collate_pads_right():
     assert "word_ids" not in batch
     hot = collate([{"input_ids": [1], "labels": [1.0, 0.0]}, {"input_ids": [1, 2], "labels": [0.0, 1.0]}], 0)
     assert hot["labels"].dtype.is_floating_point and hot["labels"].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_a_question_too_long_for_the_window_is_a_value_error(tiny_checkpoints):
+    """Found by review: the tokenizer panics (a BaseException) when the question leaves a window
+    no more context than the stride; encode_qa names the example instead."""
+    tok = load_tokenizer(tiny_checkpoints("bert", "base"))
+    ctx = "john visited paris and the capital of france is paris . " * 10
+    question = "who " * 80 + "visited paris ?"
+    n = len(tok(question, add_special_tokens=False)["input_ids"])
+    room = 128 - n - tok.num_special_tokens_to_add(pair=True)
+    ok = QAExample("a", "who visited paris ?", ctx, [Answer("john", 0)], source="dev.json:3")
+    long_q = QAExample("b", question, ctx, [Answer("john", 0)], source="dev.json:9")
+    assert encode_qa(tok, [ok, long_q], 128, room - 1)[0]
+    with pytest.raises(ValueError, match=rf"dev.json:9 \(id b\): the question has {n} tokens, which leaves "
+                                         rf"{room} context tokens.*--doc-stride {room}"):
+        encode_qa(tok, [ok, long_q], 128, room)

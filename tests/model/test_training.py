@@ -128,6 +128,7 @@ def test_existing_output_is_replaced_whole(tmp_path, tiny_checkpoints):
     base = tiny_checkpoints("bert", "base")
     tr = toydata.write_sst(tmp_path / "train.txt", 16)
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / SUMMARY_NAME).write_text("{}")  # a previous berth checkpoint
     (tmp_path / "out" / "stale.bin").write_text("old run")
     _, out = _train(tmp_path, base, "classify", "sst2", tr, tr, epochs=1)
     assert not (out / "stale.bin").exists()
