@@ -163,7 +163,8 @@ def check_question_lengths(tokenizer, examples: list[QAExample], questions: list
     for ex, ids in zip(examples, lengths, strict=True):
         room = max_length - len(ids) - specials
         if room <= doc_stride:
-            where = f"{ex.source} (id {ex.id})" if ex.source else f"id {ex.id}"
+            where = ex.source if f"id {ex.id}" in ex.source else " ".join(
+                filter(None, (ex.source, f"(id {ex.id})" if ex.source else f"id {ex.id}")))
             raise ValueError(f"{where}: the question has {len(ids)} tokens, which leaves {room} context "
                              f"tokens per window of --max-length {max_length} ({specials} special), "
                              f"not more than --doc-stride {doc_stride}; raise --max-length or lower "

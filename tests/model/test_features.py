@@ -135,3 +135,12 @@ def test_a_question_too_long_for_the_window_is_a_value_error(tiny_checkpoints):
     with pytest.raises(ValueError, match=rf"dev.json:9 \(id b\): the question has {n} tokens, which leaves "
                                          rf"{room} context tokens.*--doc-stride {room}"):
         encode_qa(tok, [ok, long_q], 128, room)
+
+
+def test_a_long_question_is_named_once_by_its_source(tiny_checkpoints):
+    tok = load_tokenizer(tiny_checkpoints("bert", "base"))
+    ex = QAExample("q7", "who " * 20 + "?", "john visited paris .", [Answer("john", 0)],
+                   source="dev.json: data[0].paragraphs[0].qas[7] (id q7)")
+    with pytest.raises(ValueError) as exc:
+        encode_qa(tok, [ex], 16, 4)
+    assert str(exc.value).startswith("dev.json: data[0].paragraphs[0].qas[7] (id q7): the question has ")
