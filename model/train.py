@@ -217,16 +217,17 @@ def usable_positions(config: dict) -> int | None:
     return positions
 
 
-def check_out(out: Path) -> None:
-    """`out` is replaced whole at the end: refuse one that holds anything but a berth checkpoint."""
+def check_out(out: Path, summary_name: str = SUMMARY_NAME) -> None:
+    """`out` is replaced whole at the end: refuse one that holds anything but a berth checkpoint
+    (one with `summary_name`: berth_train.json, or berth_pretrain.json for `berth train mlm`)."""
     if not out.exists():
         return
     if not out.is_dir():
         raise ValueError(f"--out must be a new directory or a berth checkpoint; {out} is a file")
-    if (out / SUMMARY_NAME).is_file() or not any(out.iterdir()):
+    if (out / summary_name).is_file() or not any(out.iterdir()):
         return
     raise ValueError(f"--out must be a new or empty directory or a berth checkpoint; {out} holds other "
-                     f"files (no {SUMMARY_NAME}) and would be replaced")
+                     f"files (no {summary_name}) and would be replaced")
 
 
 def remove_stale_partials(out: Path) -> None:

@@ -172,10 +172,12 @@ def pretrain(cfg: MLMConfig, log=print) -> dict:
     from model.precision import attention_for, autocast, resolve_precision
     from model.pretrain.backbones import parameter_count
     from model.pretrain.masking import MaskingConfig, epoch_generator
-    from model.train import _replace_dir, adamw, set_seed
+    from model.train import _replace_dir, adamw, check_out, set_seed
 
     if cfg.dropout is not None and not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    # `out` is replaced whole at the end (`--out data/` deleted the data, as it did for train).
+    check_out(Path(cfg.out), SUMMARY_NAME)
     started = time.time()
     set_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)

@@ -233,3 +233,14 @@ def test_sst2_study_scores_each_arm_at_its_own_best_recipe(pretrained, tmp_path)
                                                  - result["arms"]["random"]["mean"]), 2)
     assert json.loads((tmp_path / "study" / "study.json").read_text())["arms"] == result["arms"]
     assert not [p.name for p in (tmp_path / "study").iterdir() if p.is_dir()]  # checkpoints removed
+
+
+def test_mlm_refuses_an_out_directory_that_is_not_a_checkpoint(tmp_path):
+    from model.pretrain.mlm import MLMConfig, pretrain
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text("a line of text\nanother line\n")
+    with pytest.raises(ValueError, match="--out must be a new or empty directory"):
+        pretrain(MLMConfig(train=str(data / "train.txt"), out=str(data), epochs=0), log=lambda m: None)
+    assert (data / "train.txt").read_text().startswith("a line")  # nothing was touched
