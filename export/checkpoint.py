@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.heads import usable_positions
 from service.manifest import Pooling, ProblemType
 
 # model_type (config.json) -> the ORT transformer optimizer's model type and whether the fused-op
@@ -308,10 +309,9 @@ def read_checkpoint(
     else:
         pooling, normalize = None, None
 
-    positions = _first(config, "max_position_embeddings")
-    if model_type in ("roberta", "xlm-roberta"):
-        # RoBERTa numbers positions from padding_idx + 1, so two positions are never usable.
-        positions -= int(config.get("pad_token_id", 1)) + 1
+    positions = usable_positions(config)
+    if positions is None:
+        raise ExportError(f"{config_path}: config.json has no max_position_embeddings")
     tok_config = path / "tokenizer_config.json"
     tok_max = _read_json(tok_config).get("model_max_length") if tok_config.is_file() else None
     # The length a `berth train` head was fine-tuned at, when the checkpoint says so.

@@ -121,15 +121,16 @@ def naive_model_path(task: str, bundle_dir: Path, override: Path | None) -> str:
     )
 
 
+def _naive_override(task: str, args: argparse.Namespace) -> Path | None:
+    return args.classify_checkpoint if task == "classify" else args.embed_checkpoint
+
+
 def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str], logs: Path) -> TaskResult:
     from loadtest.ceiling import measure_ceiling
 
     bundle_dir = (args.models_dir / bundle).resolve()
     result = TaskResult(task, bundle)
     skip = set(args.skip.split(","))
-    if "naive" not in skip:  # before minutes of measuring, not after
-        override = args.classify_checkpoint if task == "classify" else args.embed_checkpoint
-        naive_path = naive_model_path(task, bundle_dir, override)
     print(f"== {task} ({bundle_dir})", flush=True)
     ceiling = measure_ceiling(bundle_dir, texts[: args.texts])
     result.ceiling = {
@@ -182,7 +183,8 @@ def bench_task(task: str, bundle: str, args: argparse.Namespace, texts: list[str
             "--port",
             str(port),
             "--model",
-            naive_path,
+            # bench() already checked this resolves, before any measuring.
+            naive_model_path(task, bundle_dir, _naive_override(task, args)),
         ]
         with server(cmd, port, logs / f"naive-{task}.log") as (url, _proc):
             print("  naive (FastAPI + torch, unbatched):", flush=True)
@@ -285,8 +287,7 @@ def bench(args: argparse.Namespace) -> int:
     if problem is None and "naive" not in args.skip.split(","):
         try:
             for task, bundle in tasks:
-                override = args.classify_checkpoint if task == "classify" else args.embed_checkpoint
-                naive_model_path(task, args.models_dir / bundle, override)
+                naive_model_path(task, args.models_dir / bundle, _naive_override(task, args))
         except FileNotFoundError as exc:
             problem = str(exc)
     if problem is not None:

@@ -125,3 +125,15 @@ def labels_of(model) -> list[str]:
     """Labels in index order from the model's config."""
     id2label = model.config.id2label
     return [id2label[i] for i in range(len(id2label))]
+
+
+def usable_positions(config: dict) -> int | None:
+    """The longest input a checkpoint's config.json allows: max_position_embeddings, less
+    padding_idx + 1 for RoBERTa-style models (they number positions from padding_idx + 1, so
+    those are never usable); None when the config has no position table (TextCNN)."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    if config.get("model_type") in ("roberta", "xlm-roberta"):
+        positions -= int(config.get("pad_token_id", 1)) + 1
+    return positions

@@ -24,7 +24,14 @@ from model.batching import collate, length_bucketed_batches
 from model.data import label_order, read_examples
 from model.evaluate import MAIN_METRIC, evaluate
 from model.features import encode_classify, encode_ner, encode_qa
-from model.heads import PROBLEM_TYPES, build_task_model, input_names, load_tokenizer, save_checkpoint
+from model.heads import (
+    PROBLEM_TYPES,
+    build_task_model,
+    input_names,
+    load_tokenizer,
+    save_checkpoint,
+    usable_positions,
+)
 from model.labels import check_known_labels, labels_of_examples
 from model.precision import attention_for, autocast, resolve_precision
 from model.typos import AttackStats, attack_examples, parse_augment
@@ -204,17 +211,6 @@ def check_config(cfg: TrainConfig) -> int:
 
 MIN_MAX_LENGTH = 3  # [CLS] [SEP] and one token: 1 would disable truncation, 2 trains on specials only
 MIN_MAX_LENGTH_QA = 8  # [CLS] question [SEP] context [SEP], some room for each
-
-
-def usable_positions(config: dict) -> int | None:
-    """The longest input a checkpoint's position embeddings allow, as export/checkpoint.py
-    computes it: max_position_embeddings, less padding_idx + 1 for RoBERTa-style models."""
-    positions = config.get("max_position_embeddings")
-    if not isinstance(positions, int):
-        return None
-    if config.get("model_type") in ("roberta", "xlm-roberta"):
-        positions -= int(config.get("pad_token_id", 1)) + 1
-    return positions
 
 
 def check_out(out: Path, summary_name: str = SUMMARY_NAME) -> None:

@@ -52,3 +52,16 @@ def _fake_server(extra: list[str]):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def run_loadtest(url: str, out: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`python -m loadtest.run --host URL --out OUT ARGS...` in a subprocess: (exit code, output)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.run", "--host", url, "--out", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    return proc.returncode, proc.stdout + proc.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,8 +12,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
+from tests.loadtest.conftest import run_loadtest
 from tests.loadtest.fake_server import create_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,18 +23,13 @@ KEY = "s3cret-lt-key-7f3a"
 @pytest.fixture
 def auth_server():
     """The stand-in server behind a bearer-token check, in a thread; yields (url, seen headers)."""
-    app = create_app()
+    app = create_app(api_key=KEY)  # 401 on task routes without `Authorization: Bearer KEY`
     seen: list[str | None] = []
 
     @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if request.url.path == "/readyz":
-            return await call_next(request)
-        header = request.headers.get("authorization")
-        seen.append(header)
-        if header != f"Bearer {KEY}":
-            body = {"error": {"type": "unauthorized", "message": "missing or wrong API key", "param": None}}
-            return JSONResponse(body, status_code=401)
+    async def record_key(request: Request, call_next):
+        if request.url.path != "/readyz":
+            seen.append(request.headers.get("authorization"))
         return await call_next(request)
 
     with socket.socket() as s:
@@ -61,30 +54,8 @@ def _run(url: str, out: Path, *args: str, api_key_env: str | None) -> tuple[int,
     env = {k: v for k, v in os.environ.items() if k not in ("BERTH_API_KEY", "BERTH_LT_API_KEY")}
     if api_key_env is not None:
         env["BERTH_API_KEY"] = api_key_env
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtest.run",
-            "--host",
-            url,
-            "--out",
-            str(out),
-            "--scenario",
-            "classify",
-            "--users",
-            "2",
-            "--duration",
-            "2s",
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+    return run_loadtest(url, out, "--scenario", "classify", "--users", "2", "--duration", "2s", *args,
+                        env=env)
 
 
 def _assert_key_nowhere(output: str, out: Path) -> None:

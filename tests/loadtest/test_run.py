@@ -5,27 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtest import run as run_module
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(url: str, out: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadtest.run", "--host", url, "--out", str(out), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+from tests.loadtest.conftest import run_loadtest
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -35,7 +20,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("fake_server", [[]], indirect=True)
 def test_fixed_rate_run_writes_reports_and_passes(fake_server, tmp_path):
-    code, output = _run(
+    code, output = run_loadtest(
         fake_server, tmp_path, "--scenario", "embed_bulk", "--users", "4", "--duration", "3s", "--rate", "20"
     )
     assert code == 0, output
@@ -51,7 +36,7 @@ def test_fixed_rate_run_writes_reports_and_passes(fake_server, tmp_path):
 
 @pytest.mark.parametrize("fake_server", [[]], indirect=True)
 def test_server_timings_stay_out_of_locust_stats(fake_server, tmp_path):
-    code, output = _run(
+    code, output = run_loadtest(
         fake_server, tmp_path, "--scenario", "embed_bulk,qa", "--users", "2", "--duration", "2s"
     )
     assert code == 0, output
@@ -81,7 +66,7 @@ def test_server_timings_stay_out_of_locust_stats(fake_server, tmp_path):
 
 @pytest.mark.parametrize("fake_server", [["--fail-every", "4"]], indirect=True)
 def test_failures_above_the_limit_fail_the_run(fake_server, tmp_path):
-    code, output = _run(
+    code, output = run_loadtest(
         fake_server, tmp_path, "--scenario", "classify,qa", "--users", "2", "--duration", "2s"
     )
     assert code == 1, output
@@ -92,7 +77,7 @@ def test_failures_above_the_limit_fail_the_run(fake_server, tmp_path):
 
 
 def test_unknown_scenario_is_refused(tmp_path):
-    code, output = _run("http://127.0.0.1:9", tmp_path, "--scenario", "embed_fast")
+    code, output = run_loadtest("http://127.0.0.1:9", tmp_path, "--scenario", "embed_fast")
     assert code == 2 and "unknown scenario 'embed_fast'" in output
 
 

@@ -116,7 +116,7 @@ def test_base_must_be_a_checkpoint(tmp_path, capsys):
 
 
 def test_usable_positions_follow_the_exporter():
-    from model.train import usable_positions
+    from model.heads import usable_positions
 
     assert usable_positions({"model_type": "bert", "max_position_embeddings": 512}) == 512
     roberta = {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
@@ -125,7 +125,7 @@ def test_usable_positions_follow_the_exporter():
 
 
 def test_roberta_base_allows_its_usable_maximum_only(tmp_path, tiny_checkpoints):
-    from model.train import usable_positions
+    from model.heads import usable_positions
 
     base = tiny_checkpoints("roberta", "base")
     usable = usable_positions(json.loads((base / "config.json").read_text()))
